@@ -11,7 +11,7 @@ bep="$(mktemp /tmp/hv-bep.XXXXXX.json)"
 trap 'rm -f "$bep"' EXIT
 
 set +e
-bazel test //... --build_event_json_file="$bep" "$@"
+bazel test //... --keep_going --build_event_json_file="$bep" "$@"
 bazel_rc=$?
 set -e
 
