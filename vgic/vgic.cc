@@ -296,15 +296,17 @@ void Vgic::Deactivate(VcpuState& vc, uint32_t v, uint32_t intid, Deferred* d) {
 // ---------------------------------------------------------------------------
 // Injection.
 
-absl::Status Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
+absl::StatusOr<bool> Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
   if (!ValidSpi(intid)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("INTID %d is not an implemented SPI", intid));
   }
   Deferred d;
+  bool newly = false;
   {
     hv::SpinLockHolder l(&dist_lock_);
     Irq& s = SpiRef(intid);
+    const bool was = s.pending_latch;
     if (pulse) {
       s.pending_latch = true;
     } else {
@@ -312,23 +314,24 @@ absl::Status Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
       s.line = level;
     }
     if (s.hook && s.hook->forwarded && (pulse || level)) s.hw_active = true;
+    newly = !was && s.pending_latch;
     SettleSpi(intid, &d);
     d.Update(s.target);
   }
   RunDeferred(&d);
-  return absl::OkStatus();
+  return newly;
 }
 
 absl::Status Vgic::SetSpiLevel(uint32_t intid, bool level) {
-  return InjectSpi(intid, /*pulse=*/false, level);
+  return InjectSpi(intid, /*pulse=*/false, level).status();
 }
 
-absl::Status Vgic::PulseSpi(uint32_t intid) {
+absl::StatusOr<bool> Vgic::PulseSpi(uint32_t intid) {
   return InjectSpi(intid, /*pulse=*/true, true);
 }
 
-absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
-                             bool level) {
+absl::StatusOr<bool> Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
+                                     bool level) {
   if (vcpu >= num_vcpus_) {
     return absl::InvalidArgumentError(
         absl::StrFormat("vCPU %d out of range", vcpu));
@@ -339,9 +342,11 @@ absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
   }
   VcpuState& vc = *vcpus_[vcpu];
   Deferred d;
+  bool newly = false;
   {
     hv::SpinLockHolder l(&vc.lock);
     Irq& irq = vc.priv[intid];
+    const bool was = irq.pending_latch;
     if (pulse) {
       irq.pending_latch = true;
     } else {
@@ -351,22 +356,23 @@ absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
     if (irq.hook && irq.hook->forwarded && (pulse || level)) {
       irq.hw_active = true;
     }
+    newly = !was && irq.pending_latch;
     SettlePrivate(irq, intid, &d);
     UpdateLineLocked(vc, vcpu);
   }
   RunDeferred(&d);
-  return absl::OkStatus();
+  return newly;
 }
 
 absl::Status Vgic::SetPpiLevel(uint32_t vcpu, uint32_t intid, bool level) {
-  return InjectPpi(vcpu, intid, /*pulse=*/false, level);
+  return InjectPpi(vcpu, intid, /*pulse=*/false, level).status();
 }
 
-absl::Status Vgic::PulsePpi(uint32_t vcpu, uint32_t intid) {
+absl::StatusOr<bool> Vgic::PulsePpi(uint32_t vcpu, uint32_t intid) {
   return InjectPpi(vcpu, intid, /*pulse=*/true, true);
 }
 
-absl::Status Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
+absl::StatusOr<bool> Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
   if (target_vcpu >= num_vcpus_) {
     return absl::InvalidArgumentError(
         absl::StrFormat("vCPU %d out of range", target_vcpu));
@@ -377,9 +383,10 @@ absl::Status Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
   }
   VcpuState& vc = *vcpus_[target_vcpu];
   hv::SpinLockHolder l(&vc.lock);
+  const bool was = vc.priv[intid].pending_latch;
   vc.priv[intid].pending_latch = true;
   UpdateLineLocked(vc, target_vcpu);
-  return absl::OkStatus();
+  return !was;
 }
 
 absl::StatusOr<uint32_t> Vgic::SpiTargetVcpu(uint32_t intid) const {

@@ -128,12 +128,15 @@ class Vgic final : public LpiSink {
   // pending on a 0→1 transition).
   [[nodiscard]] absl::Status SetSpiLevel(uint32_t intid, bool level);
   // An edge event: latches the SPI pending whatever its configuration.
-  [[nodiscard]] absl::Status PulseSpi(uint32_t intid);
+  // Returns true if the pending latch was newly set, false if the event
+  // coalesced with one not yet acknowledged.
+  [[nodiscard]] absl::StatusOr<bool> PulseSpi(uint32_t intid);
   [[nodiscard]] absl::Status SetPpiLevel(uint32_t vcpu, uint32_t intid,
                                          bool level);
-  [[nodiscard]] absl::Status PulsePpi(uint32_t vcpu, uint32_t intid);
-  // Pends SGI `intid` (0..15) on `target_vcpu`.
-  [[nodiscard]] absl::Status SendSgi(uint32_t target_vcpu, uint32_t intid);
+  [[nodiscard]] absl::StatusOr<bool> PulsePpi(uint32_t vcpu, uint32_t intid);
+  // Pends SGI `intid` (0..15) on `target_vcpu`; true if newly pending.
+  [[nodiscard]] absl::StatusOr<bool> SendSgi(uint32_t target_vcpu,
+                                             uint32_t intid);
   // The vCPU SPI `intid` is routed to by GICD_IROUTER; NotFound if IROUTER
   // names an affinity no vCPU has.
   [[nodiscard]] absl::StatusOr<uint32_t> SpiTargetVcpu(uint32_t intid) const;
@@ -329,8 +332,10 @@ class Vgic final : public LpiSink {
   // Deactivation of a non-LPI INTID by vCPU v (EOIR1/DIR, §4.1.1).
   void Deactivate(VcpuState& vc, uint32_t v, uint32_t intid, Deferred* d)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(vc.lock);
-  absl::Status InjectSpi(uint32_t intid, bool pulse, bool level);
-  absl::Status InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse, bool level);
+  // Return whether the pending latch was newly set.
+  absl::StatusOr<bool> InjectSpi(uint32_t intid, bool pulse, bool level);
+  absl::StatusOr<bool> InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
+                                 bool level);
 
   // ---- lpi.cc: LPI bitmaps and tables.
   bool LpiBitSet(uint32_t v, uint32_t intid);    // returns newly set
