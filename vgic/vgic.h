@@ -213,6 +213,8 @@ class Vgic final : public LpiSink {
     uint8_t priority = 0;
     uint64_t irouter = 0;  // SPIs
     uint32_t target = 0;   // SPIs: resolved vCPU or kNoVcpu
+    // SPIs: the vCPU whose spi_candidates counter includes this SPI.
+    uint32_t counted = kNoVcpu;
     std::shared_ptr<const HostHook> hook;
 
     bool pending() const { return pending_latch || (!edge && line); }
@@ -233,6 +235,11 @@ class Vgic final : public LpiSink {
     CpuInterface cpu ABSL_GUARDED_BY(lock);
     bool line ABSL_GUARDED_BY(lock) = false;
     std::atomic<bool> line_mirror{false};
+    // Number of SPI candidates targeting this vCPU (changed under
+    // dist_lock_ by SettleSpi). Lets FindBest skip the distributor lock when
+    // no SPI is pending for this vCPU: a stale zero is harmless because the
+    // injector re-evaluates the target's line after publishing the SPI.
+    std::atomic<uint32_t> spi_candidates{0};
 
     // LPI registers (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER).
     hv::Mutex lpi_mu;
