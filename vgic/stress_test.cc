@@ -3,6 +3,7 @@
 // LPIs, and a configuration thread re-routes SPIs, flips priorities and
 // group enables. Exact accounting: every injection that was not coalesced
 // (the injection API reports coalescing) is delivered exactly once.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -204,6 +205,181 @@ TEST_F(StressTest, EveryNonCoalescedInjectionIsDeliveredExactlyOnce) {
         << "delivered but never injected: " << k.second;
   }
   EXPECT_GT(total, 1000);  // the test really exercised delivery
+}
+
+}  // namespace
+}  // namespace vgic
+
+namespace vgic {
+namespace {
+
+// A forwarded level SPI modelled like real hardware: the physical line can
+// only fire again after the host was told to deactivate it. The host thread
+// re-injects from the deactivate callback (and sometimes from its own
+// thread), while vCPU threads acknowledge/EOI and the route moves between
+// them. Every host injection is deactivated exactly once and every delivery
+// matches an injection.
+TEST_F(VgicTest, ForwardedInterruptHandshakeUnderConcurrency) {
+  EnableAll();
+  constexpr uint32_t kSpi = 45;
+  constexpr int kRounds = 3000;
+  SetupSpi(kSpi, 0x40, 0, /*edge=*/false);
+  std::atomic<int> injected{0}, deactivated{0}, delivered{0};
+  std::atomic<bool> physical_active{false};
+  auto fire = [&] {
+    // The physical line fires only when not active (host GIC semantics).
+    bool expected = false;
+    if (injected.load() < kRounds &&
+        physical_active.compare_exchange_strong(expected, true)) {
+      injected.fetch_add(1);
+      EXPECT_TRUE(gic_->SetSpiLevel(kSpi, true).ok());
+    }
+  };
+  ASSERT_TRUE(gic_->ForwardSpi(kSpi, 99,
+                               [&](uint32_t host_irq) {
+                                 EXPECT_EQ(host_irq, 99u);
+                                 deactivated.fetch_add(1);
+                                 EXPECT_TRUE(physical_active.exchange(false));
+                                 fire();  // the device is still asserting
+                               })
+                  .ok());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (uint32_t v = 0; v < 4; ++v) {
+    threads.emplace_back([&, v] {
+      while (!stop.load()) {
+        auto id = gic_->ReadIcc(v, IccReg::kIar1);
+        ASSERT_TRUE(id.ok());
+        if (*id == kSpuriousIntid) {
+          std::this_thread::yield();
+          continue;
+        }
+        EXPECT_EQ(*id, kSpi);
+        delivered.fetch_add(1);
+        ASSERT_TRUE(gic_->WriteIcc(v, IccReg::kEoir1, *id).ok());
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    std::mt19937 rng(7);
+    while (deactivated.load() < kRounds) {
+      fire();
+      Write(gic_->distributor(),
+            static_cast<uint64_t>(GicdReg::kIrouter) + 8 * kSpi, 8,
+            Vgic::VcpuMpidr(rng() % 4));
+      std::this_thread::yield();
+    }
+  });
+  threads.back().join();
+  threads.pop_back();
+  stop.store(true);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(injected.load(), kRounds);
+  EXPECT_EQ(deactivated.load(), kRounds);
+  EXPECT_EQ(delivered.load(), kRounds);
+  EXPECT_FALSE(physical_active.load());
+  gic_->UnforwardSpi(kSpi);
+  EXPECT_EQ(deactivated.load(), kRounds);  // nothing outstanding
+}
+
+}  // namespace
+}  // namespace vgic
+
+namespace vgic {
+namespace {
+
+// EnableLPIs toggling (pending-table scan / write-back, PTZ = 0) racing
+// with ITS-side SetPending and a vCPU acknowledging. Exact accounting per
+// LPI: every SetPending that reported "newly pending" is either acknowledged
+// once or still recorded in the guest's pending table after the final
+// disable (the table carries pending state across disable/enable).
+TEST_F(VgicTest, LpiEnableDisableRacesWithInjection) {
+  EnableAll();
+  constexpr uint32_t kLpis = 64;
+  for (uint32_t l = 0; l < kLpis; ++l) {
+    ASSERT_TRUE(mem_->WriteObj<uint8_t>(0x100000 + l, 0x81).ok());
+  }
+  for (uint32_t v = 0; v < 2; ++v) {
+    SetGicr(v, GicrReg::kPropbaser, 0x100000 | 15, 8);
+    SetGicr(v, GicrReg::kPendbaser, 0x200000 + v * 0x10000, 8);
+  }
+  SetGicr(0, GicrReg::kCtlr, kGicrCtlrEnableLpis);
+  std::atomic<bool> stop{false};
+  long newly[2][kLpis] = {};
+  long acked[2][kLpis] = {};
+  std::thread toggler([&] {
+    for (int i = 0; i < 80; ++i) {
+      SetGicr(1, GicrReg::kCtlr, (i % 2 == 0) ? kGicrCtlrEnableLpis : 0);
+      std::this_thread::yield();
+    }
+    SetGicr(1, GicrReg::kCtlr, 0);
+  });
+  std::thread its([&] {
+    std::mt19937 rng(3);
+    while (!stop.load()) {
+      const uint32_t v = rng() % 2;
+      const uint32_t l = rng() % kLpis;
+      if (gic_->SetPending(v, kFirstLpi + l)) newly[v][l]++;
+      std::this_thread::yield();
+    }
+  });
+  auto drain = [&](uint32_t v) {
+    for (;;) {
+      auto id = gic_->ReadIcc(v, IccReg::kIar1);
+      if (!id.ok() || *id == kSpuriousIntid) return;
+      EXPECT_GE(*id, kFirstLpi);
+      EXPECT_LT(*id, kFirstLpi + kLpis);
+      acked[v][*id - kFirstLpi]++;
+      EXPECT_TRUE(gic_->WriteIcc(v, IccReg::kEoir1, *id).ok());
+    }
+  };
+  std::thread vcpu([&] {
+    while (!stop.load()) {
+      drain(0);
+      drain(1);
+      std::this_thread::yield();
+    }
+  });
+  toggler.join();
+  stop.store(true);
+  its.join();
+  vcpu.join();
+  drain(0);
+  drain(1);
+  EXPECT_FALSE(gic_->LpisEnabled(1));
+  EXPECT_FALSE(gic_->IrqLine(1));
+  long total = 0;
+  for (uint32_t l = 0; l < kLpis; ++l) {
+    const uint32_t id = kFirstLpi + l;
+    EXPECT_FALSE(gic_->IsPending(1, id));
+    auto b = mem_->ReadObj<uint8_t>(0x210000 + id / 8);
+    ASSERT_TRUE(b.ok());
+    const long in_table = (*b >> (id % 8)) & 1;
+    EXPECT_EQ(newly[0][l], acked[0][l]) << "vCPU 0 LPI " << id;
+    EXPECT_EQ(newly[1][l], acked[1][l] + in_table) << "vCPU 1 LPI " << id;
+    total += newly[1][l];
+  }
+  EXPECT_GT(total, 0);
+}
+
+// The largest configuration: 512 vCPUs, 988 SPIs.
+TEST_F(VgicTest, LargestConfiguration) {
+  Make(kMaxVcpus, kMaxSpis);
+  EnableAll();
+  EXPECT_NE(Gicr(511, GicrReg::kTyper, 8) & kGicrTyperLast, 0u);
+  EXPECT_EQ(Gicr(510, GicrReg::kTyper, 8) & kGicrTyperLast, 0u);
+  EXPECT_EQ(Gicr(511, GicrReg::kTyper, 8) >> 32, Vgic::VcpuMpidr(511));
+  // SPI 1019 routed to vCPU 500 (Aff1 31, Aff0 4).
+  SetupSpi(1019, 0x10, 500, true);
+  ASSERT_TRUE(Pulse(1019).ok());
+  EXPECT_TRUE(lines_[500].load());
+  EXPECT_EQ(Ack(500), 1019u);
+  Eoi(500, 1019);
+  // SGI from vCPU 0 to vCPU 500 via Aff1 = 31, TargetList bit 4.
+  SetupPrivate(500, 2, 0x10);
+  SetIcc(0, IccReg::kSgi1r, (31ull << 16) | (2ull << 24) | (1u << 4));
+  EXPECT_EQ(Ack(500), 2u);
+  Eoi(500, 2);
 }
 
 }  // namespace
