@@ -99,7 +99,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           in.Take(4));
     }
     for (uint32_t v = 0; v < kVcpus; ++v) {
-      (void)g.WriteIcc(v, IccReg::kPmr, 0xff);
+      // A PMR that masks part of the priority range, so priority and PMR
+      // changes move lines.
+      (void)g.WriteIcc(v, IccReg::kPmr, in.Take(1) | 0x80);
       (void)g.WriteIcc(v, IccReg::kIgrpen1, 1);
       const uint64_t sgi = v * kRedistributorStride + kRedistributorSgiBase;
       (void)g.redistributors().Write(
