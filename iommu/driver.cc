@@ -314,7 +314,7 @@ absl::Status IommuDriver::Map(uint16_t did, uint64_t iova, uint64_t hpa,
           size - done >= ps) {
         // Only where no table already hangs at that slot.
         const PageWalk w = WalkPageTables(*mem_, d->root, d->levels, a);
-        if (w.stop_level == l) {
+        if (w.perms == kPermNone && w.stop_level >= l) {
           level = l;
           break;
         }
