@@ -59,7 +59,8 @@ absl::StatusOr<Population> Populate(IommuDriver* driver, uint64_t data_bytes,
   const uint64_t data_pages = data_bytes / kPageSize;
   for (int i = 0; i < spec.ranges; ++i) {
     const uint16_t did = pop.dids[rng() % pop.dids.size()];
-    const int kind = spec.superpages ? static_cast<int>(rng() % 20) : 0;
+    int kind = spec.superpages ? static_cast<int>(rng() % 20) : 0;
+    if (kind == 0 && levels[did] < 3) kind = 1;  // 1 GiB = whole 2-level space
     uint64_t size, align;
     if (kind == 0) {  // a 1 GiB page now and then
       size = align = uint64_t{1} << 30;
