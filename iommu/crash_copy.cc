@@ -134,6 +134,28 @@ absl::StatusOr<uint64_t> Copier::CopyTree(DomainState* d, uint16_t sid,
   const uint64_t entry_size = LevelPageSize(level);
   if (level == 1) {
     const uint64_t rsv = SlReservedMask(1, false);
+    // Fast path: a fully populated leaf table mapping one physically
+    // contiguous 2 MiB block with identical flags (the common layout of a
+    // large buffer). Entry i = entry 0 + i pages, so checking the first and
+    // last entry covers the reserved bits of all of them.
+    const uint64_t first = src[0];
+    if ((first & (SlPte::kRead | SlPte::kWrite)) != 0 && (first & rsv) == 0) {
+      bool contiguous = true;
+      for (int i = 1; i < kEntriesPerTable; ++i) {
+        contiguous &= src[i] == first + uint64_t(i) * kPageSize;
+      }
+      const uint64_t last = src[kEntriesPerTable - 1];
+      if (contiguous && (last & rsv) == 0 && last > first &&
+          ((last ^ first) & ~kAddrMask) == 0) {
+        const uint8_t p = static_cast<uint8_t>(perms & first & kPermRW);
+        AddLeaf(d, base_iova, first & kAddrMask, kPageSize, p);
+        MappedRange& r = d->run;
+        r.size += (kEntriesPerTable - 1) * kPageSize;
+        result_.stats.leaf_entries += kEntriesPerTable - 1;
+        result_.stats.bytes_mapped += (kEntriesPerTable - 1) * kPageSize;
+        return new_table;
+      }
+    }
     for (int i = 0; i < kEntriesPerTable; ++i) {
       const uint64_t v = src[i];
       if ((v & (SlPte::kRead | SlPte::kWrite)) == 0) continue;
