@@ -61,8 +61,7 @@ class Copier {
   absl::flat_hash_map<uint16_t, DomainState> by_did_;
 };
 
-absl::StatusOr<const uint64_t*> Copier::OldTable(uint64_t hpa,
-                                                 const char* what,
+absl::StatusOr<const uint64_t*> Copier::OldTable(uint64_t hpa, const char* what,
                                                  uint16_t sid) {
   const uint64_t* words = mem_->PageWords(hpa);
   if (words == nullptr) {
@@ -100,16 +99,20 @@ void Copier::FlushRun(DomainState* d) {
   d->run = MappedRange{};
 }
 
-void Copier::AddLeaf(DomainState* d, uint64_t iova, uint64_t hpa,
-                     uint64_t size, uint8_t perms) {
+void Copier::AddLeaf(DomainState* d, uint64_t iova, uint64_t hpa, uint64_t size,
+                     uint8_t perms) {
   MappedRange& r = d->run;
   if (r.size != 0 && r.iova + r.size == iova && r.hpa + r.size == hpa &&
       r.page_size == size && r.perms == perms) {
     r.size += size;
   } else {
     FlushRun(d);
-    r = MappedRange{static_cast<uint16_t>(result_.domains[d->index].did), iova,
-                    hpa, size, size, perms};
+    r = MappedRange{static_cast<uint16_t>(result_.domains[d->index].did),
+                    iova,
+                    hpa,
+                    size,
+                    size,
+                    perms};
   }
   ++result_.stats.leaf_entries;
   result_.stats.bytes_mapped += size;
@@ -235,9 +238,8 @@ absl::Status Copier::CopyContext(uint16_t sid, const ContextEntry& ce,
   ++result_.stats.domains;
   if (!pt) {
     d.old_root = ce.slptptr();
-    HV_ASSIGN_OR_RETURN(d.new_root,
-                        CopyTree(&d, sid, d.old_root, LevelsForAw(ce.aw()),
-                                 0, kPermRW));
+    HV_ASSIGN_OR_RETURN(d.new_root, CopyTree(&d, sid, d.old_root,
+                                             LevelsForAw(ce.aw()), 0, kPermRW));
     FlushRun(&d);
     result_.domains[d.index].root = d.new_root;
   }
@@ -259,8 +261,8 @@ absl::Status Copier::Run(uint64_t old_rtaddr) {
     const uint16_t bus_sid = MakeSid(static_cast<uint8_t>(bus), 0);
     if (re.reserved_bits_set()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "root entry of bus %02x (lo 0x%x hi 0x%x) has reserved bits set",
-          bus, re.lo, re.hi));
+          "root entry of bus %02x (lo 0x%x hi 0x%x) has reserved bits set", bus,
+          re.lo, re.hi));
     }
     HV_ASSIGN_OR_RETURN(const uint64_t* old_ctx,
                         OldTable(re.ctp(), "context table", bus_sid));
@@ -321,11 +323,9 @@ absl::StatusOr<RecoveryReport> RecoverTables(PhysMemory* mem,
   }
   HV_ASSIGN_OR_RETURN(uint64_t rtaddr, io.Read64(Reg::kRtaddr));
   RecoveryReport report;
-  HV_ASSIGN_OR_RETURN(report.copy,
-                      CopyTables(mem, rtaddr, reserved, strategy));
-  auto verify =
-      VerifyTranslationsEqual(*mem, report.copy.old_rtaddr,
-                              report.copy.new_rtaddr);
+  HV_ASSIGN_OR_RETURN(report.copy, CopyTables(mem, rtaddr, reserved, strategy));
+  auto verify = VerifyTranslationsEqual(*mem, report.copy.old_rtaddr,
+                                        report.copy.new_rtaddr);
   if (!verify.ok()) {
     ReleaseCopy(&report.copy, reserved);
     return verify.status();

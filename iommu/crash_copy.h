@@ -55,11 +55,11 @@ struct MappedRange {
 };
 
 struct CopyStats {
-  uint64_t contexts = 0;              // present context entries
+  uint64_t contexts = 0;  // present context entries
   uint64_t pass_through_contexts = 0;
   uint64_t domains = 0;
-  uint64_t page_tables = 0;           // old page-table pages walked
-  uint64_t leaf_entries = 0;          // present leaf entries (any size)
+  uint64_t page_tables = 0;   // old page-table pages walked
+  uint64_t leaf_entries = 0;  // present leaf entries (any size)
   uint64_t ranges = 0;
   uint64_t bytes_mapped = 0;
 };

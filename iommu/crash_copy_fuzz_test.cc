@@ -32,9 +32,10 @@ void Check(bool ok, const char* what) {
 void Run(const uint8_t* data, size_t size) {
   if (size < 3) return;
   const bool patch_mode = (data[0] & 1) != 0;
-  const CopyStrategy strategy = (data[0] & 2) ? CopyStrategy::kKeepPageTables
-                                              : CopyStrategy::kDeepCopy;
-  auto env_or = TestEnv::Create(kDataPages * kPageSize, kPoolPages, kReservedPages);
+  const CopyStrategy strategy =
+      (data[0] & 2) ? CopyStrategy::kKeepPageTables : CopyStrategy::kDeepCopy;
+  auto env_or =
+      TestEnv::Create(kDataPages * kPageSize, kPoolPages, kReservedPages);
   Check(env_or.ok(), "env");
   TestEnv& env = **env_or;
   uint64_t rtaddr = 0;
@@ -75,7 +76,8 @@ void Run(const uint8_t* data, size_t size) {
     return;
   }
   for (uint64_t p : copy->new_pages) Check(env.reserved->Owns(p), "page owner");
-  auto v = VerifyTranslationsEqual(*env.mem, copy->old_rtaddr, copy->new_rtaddr);
+  auto v =
+      VerifyTranslationsEqual(*env.mem, copy->old_rtaddr, copy->new_rtaddr);
   if (!v.ok()) {
     std::fprintf(stderr, "%s\n", v.status().ToString().c_str());
   }

@@ -24,8 +24,8 @@ struct Crashed {
 Crashed MakeCrashed(const PopulateSpec& spec) {
   Crashed c;
   c.env = std::move(*TestEnv::Create(16 << 20, 8192, 8192));
-  auto drv = IommuDriver::Create(c.env->mem.get(), c.env->hw.get(),
-                                 c.env->pool.get());
+  auto drv =
+      IommuDriver::Create(c.env->mem.get(), c.env->hw.get(), c.env->pool.get());
   EXPECT_TRUE(drv.ok()) << drv.status();
   auto pop = Populate(drv->get(), c.env->data_bytes, spec);
   EXPECT_TRUE(pop.ok()) << pop.status();
@@ -60,7 +60,8 @@ void ExpectSameTranslations(const Crashed& c, uint64_t new_root,
     std::advance(it, rng() % c.pop.sid_to_did.size());
     const uint64_t iova = (rng() & ((uint64_t{1} << 40) - 1)) & ~0xfffull;
     const Access a = rng() % 2 ? Access::kRead : Access::kWrite;
-    const Translation o = TranslateUncached(mem, c.old_root, it->first, iova, a);
+    const Translation o =
+        TranslateUncached(mem, c.old_root, it->first, iova, a);
     const Translation n = TranslateUncached(mem, new_root, it->first, iova, a);
     ASSERT_EQ(o.fault, n.fault);
     ASSERT_EQ(o.hpa, n.hpa);
@@ -68,7 +69,8 @@ void ExpectSameTranslations(const Crashed& c, uint64_t new_root,
   }
 }
 
-class RandomizedCopyTest : public ::testing::TestWithParam<std::pair<int, int>> {};
+class RandomizedCopyTest
+    : public ::testing::TestWithParam<std::pair<int, int>> {};
 
 TEST_P(RandomizedCopyTest, DeepCopyVerifiesSwitchesAndAdopts) {
   PopulateSpec spec;
@@ -130,9 +132,9 @@ TEST(CrashCopyTest, KeepPageTablesStrategy) {
   PopulateSpec spec;
   spec.ranges = 500;
   Crashed c = MakeCrashed(spec);
-  auto report = RecoverTables(c.env->mem.get(), c.env->hw.get(),
-                              c.env->reserved.get(),
-                              CopyStrategy::kKeepPageTables);
+  auto report =
+      RecoverTables(c.env->mem.get(), c.env->hw.get(), c.env->reserved.get(),
+                    CopyStrategy::kKeepPageTables);
   ASSERT_TRUE(report.ok()) << report.status();
   // Only root + context tables were allocated.
   EXPECT_EQ(report->copy.new_pages.size(), report->copy.context_pages.size());
@@ -154,7 +156,8 @@ TEST(CrashCopyTest, KeepPageTablesStrategy) {
 
 TEST(CrashCopyTest, SharedDidCopiesOneTree) {
   auto env = *TestEnv::Create(1 << 20, 256, 256);
-  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  auto drv =
+      *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
   const uint16_t did = *drv->CreateDomain(3);
   for (int f = 0; f < 4; ++f) ASSERT_TRUE(drv->Attach(MakeSid(1, f), did).ok());
   ASSERT_TRUE(drv->Map(did, 0x10000, 0x10000, 0x8000, kPermRW).ok());
@@ -168,9 +171,9 @@ TEST(CrashCopyTest, SharedDidCopiesOneTree) {
   EXPECT_EQ(copy->ranges[0].iova, 0x10000u);
   EXPECT_EQ(copy->ranges[0].size, 0x8000u);
   EXPECT_EQ(copy->domains[0].sids.size(), 4u);
-  ASSERT_TRUE(VerifyTranslationsEqual(*env->mem, drv->root_table(),
-                                      copy->new_rtaddr)
-                  .ok());
+  ASSERT_TRUE(
+      VerifyTranslationsEqual(*env->mem, drv->root_table(), copy->new_rtaddr)
+          .ok());
   ReleaseCopy(&*copy, env->reserved.get());
   EXPECT_EQ(env->reserved->allocated_pages(), 0u);
 }
@@ -190,22 +193,27 @@ class CorruptTablesTest : public ::testing::Test {
     ASSERT_TRUE(drv_->Map(d2_, 0x1000, 0x8000, 0x4000, kPermR).ok());
   }
   uint64_t Ctx(uint16_t sid) {
-    const uint64_t re = *env_->mem->Load64(drv_->root_table() + SidBus(sid) * 16);
+    const uint64_t re =
+        *env_->mem->Load64(drv_->root_table() + SidBus(sid) * 16);
     return RootEntry{re, 0}.ctp() + SidDevfn(sid) * 16;
   }
-  uint64_t Slpt(uint16_t sid) { return *env_->mem->Load64(Ctx(sid)) & kAddrMask; }
-  void Poke(uint64_t addr, uint64_t v) { ASSERT_TRUE(env_->mem->Store64(addr, v).ok()); }
+  uint64_t Slpt(uint16_t sid) {
+    return *env_->mem->Load64(Ctx(sid)) & kAddrMask;
+  }
+  void Poke(uint64_t addr, uint64_t v) {
+    ASSERT_TRUE(env_->mem->Store64(addr, v).ok());
+  }
   void ExpectRefused(const char* why) {
     RegisterIo io(env_->hw.get());
     const uint64_t rt = *io.Read64(Reg::kRtaddr);
-    auto r = RecoverTables(env_->mem.get(), env_->hw.get(), env_->reserved.get(),
-                           CopyStrategy::kDeepCopy);
+    auto r = RecoverTables(env_->mem.get(), env_->hw.get(),
+                           env_->reserved.get(), CopyStrategy::kDeepCopy);
     ASSERT_FALSE(r.ok()) << why;
     EXPECT_NE(r.status().code(), absl::StatusCode::kInternal) << r.status();
     EXPECT_EQ(env_->reserved->allocated_pages(), 0u) << why;
     EXPECT_EQ(*io.Read64(Reg::kRtaddr), rt) << why;
-    auto k = RecoverTables(env_->mem.get(), env_->hw.get(), env_->reserved.get(),
-                           CopyStrategy::kKeepPageTables);
+    auto k = RecoverTables(env_->mem.get(), env_->hw.get(),
+                           env_->reserved.get(), CopyStrategy::kKeepPageTables);
     EXPECT_FALSE(k.ok() && std::string(why) != "cycle") << why;
     EXPECT_EQ(env_->reserved->allocated_pages(), 0u) << why;
     std::printf("refused (%s): %s\n", why, r.status().ToString().c_str());
@@ -246,7 +254,8 @@ TEST_F(CorruptTablesTest, AwMismatch) {
 
 TEST_F(CorruptTablesTest, SameDidDifferentAw) {
   ASSERT_TRUE(drv_->Attach(MakeSid(1, 1), d1_).ok());
-  Poke(Ctx(MakeSid(1, 1)) + 8, (*env_->mem->Load64(Ctx(MakeSid(1, 1)) + 8) & ~7ull) | 1);
+  Poke(Ctx(MakeSid(1, 1)) + 8,
+       (*env_->mem->Load64(Ctx(MakeSid(1, 1)) + 8) & ~7ull) | 1);
   ExpectRefused("AW mismatch within a DID");
 }
 
@@ -291,8 +300,9 @@ TEST(CrashCopyTest, DmaDuringAndAfterSwitchNeverFaults) {
       const uint16_t did = *drv->CreateDomain(3 + i);
       const uint16_t sid = MakeSid(0xf0, static_cast<uint8_t>(i));
       ASSERT_TRUE(drv->Attach(sid, did).ok());
-      ASSERT_TRUE(drv->Map(did, 0x100000, 0x800000 + i * 0x10000, 0x10000,
-                              kPermRW).ok());
+      ASSERT_TRUE(
+          drv->Map(did, 0x100000, 0x800000 + i * 0x10000, 0x10000, kPermRW)
+              .ok());
       sids.push_back(sid);
     }
   }

@@ -10,7 +10,8 @@ namespace iommu {
 namespace {
 
 absl::Status NoDomain(uint16_t did) {
-  return absl::NotFoundError(absl::StrFormat("no IOMMU domain with DID %d", did));
+  return absl::NotFoundError(
+      absl::StrFormat("no IOMMU domain with DID %d", did));
 }
 
 std::string SidName(uint16_t sid) {
@@ -120,8 +121,8 @@ absl::StatusOr<uint16_t> IommuDriver::CreatePassThroughDomain() {
   auto dom = std::make_unique<Domain>();
   dom->did = did;
   dom->pass_through = true;
-  dom->iova = std::make_unique<IovaAllocator>(
-      kPageSize, uint64_t{1} << kHostAddressWidth);
+  dom->iova = std::make_unique<IovaAllocator>(kPageSize,
+                                              uint64_t{1} << kHostAddressWidth);
   domains_[did] = std::move(dom);
   return did;
 }
@@ -132,8 +133,7 @@ absl::StatusOr<IommuDriver::Domain*> IommuDriver::FindLocked(uint16_t did) {
   return it->second.get();
 }
 
-absl::StatusOr<IommuDriver::Domain*> IommuDriver::WritableLocked(
-    uint16_t did) {
+absl::StatusOr<IommuDriver::Domain*> IommuDriver::WritableLocked(uint16_t did) {
   HV_ASSIGN_OR_RETURN(Domain * d, FindLocked(did));
   if (d->pass_through) {
     return absl::FailedPreconditionError(
@@ -190,8 +190,7 @@ absl::Status IommuDriver::Attach(uint16_t sid, uint16_t did) {
     HV_ASSIGN_OR_RETURN(ctx_table, pages_->Allocate());
     owned_pages_.push_back(ctx_table);
     HV_RETURN_IF_ERROR(mem_->Store64(re_addr + 8, 0));
-    HV_RETURN_IF_ERROR(
-        mem_->Store64(re_addr, RootEntry::Make(ctx_table).lo));
+    HV_RETURN_IF_ERROR(mem_->Store64(re_addr, RootEntry::Make(ctx_table).lo));
   }
   const ContextEntry ce =
       d->pass_through
@@ -217,8 +216,9 @@ absl::Status IommuDriver::Detach(uint16_t sid) {
         absl::StrFormat("device %s is not attached", SidName(sid)));
   }
   const uint16_t did = it->second;
-  HV_ASSIGN_OR_RETURN(uint64_t re_lo,
-                      mem_->Load64(root_table_ + SidBus(sid) * sizeof(RootEntry)));
+  HV_ASSIGN_OR_RETURN(
+      uint64_t re_lo,
+      mem_->Load64(root_table_ + SidBus(sid) * sizeof(RootEntry)));
   const uint64_t ce_addr =
       RootEntry{re_lo, 0}.ctp() + SidDevfn(sid) * sizeof(ContextEntry);
   // 1. clear (P=0; hi is left as is so a racing walk stays consistent),
@@ -294,8 +294,8 @@ absl::Status IommuDriver::Map(uint16_t did, uint64_t iova, uint64_t hpa,
       return absl::InternalError("domain page tables are corrupt");
     }
     if (w.perms != kPermNone) {
-      return absl::AlreadyExistsError(absl::StrFormat(
-          "IOVA 0x%x in domain %d is already mapped", a, did));
+      return absl::AlreadyExistsError(
+          absl::StrFormat("IOVA 0x%x in domain %d is already mapped", a, did));
     }
     const uint64_t step = LevelPageSize(w.stop_level);
     a = (a & ~(step - 1)) + step;
@@ -347,8 +347,8 @@ absl::Status IommuDriver::ClearRangeLocked(const Domain& d, uint64_t iova,
       HV_ASSIGN_OR_RETURN(uint64_t v, mem_->Load64(slot));
       const SlPte e{v};
       if (!e.present()) {
-        return absl::NotFoundError(absl::StrFormat(
-            "IOVA 0x%x in domain %d is not mapped", a, d.did));
+        return absl::NotFoundError(
+            absl::StrFormat("IOVA 0x%x in domain %d is not mapped", a, d.did));
       }
       if (level == 1 || e.ps()) {
         HV_RETURN_IF_ERROR(mem_->Store64(slot, 0));
@@ -390,8 +390,7 @@ absl::StatusOr<uint64_t> IommuDriver::AllocIova(uint16_t did, uint64_t size,
   return d->iova->Allocate(size, align);
 }
 
-absl::Status IommuDriver::FreeIova(uint16_t did, uint64_t iova,
-                                   uint64_t size) {
+absl::Status IommuDriver::FreeIova(uint16_t did, uint64_t iova, uint64_t size) {
   hv::MutexLock lock(&mu_);
   HV_ASSIGN_OR_RETURN(Domain * d, FindLocked(did));
   return d->iova->Free(iova, size);

@@ -41,8 +41,8 @@ namespace iommu {
 struct AdoptedDomain {
   uint16_t did = 0;
   bool pass_through = false;
-  int levels = 0;          // translated domains
-  uint64_t root = 0;       // page-table root in physical memory
+  int levels = 0;           // translated domains
+  uint64_t root = 0;        // page-table root in physical memory
   bool owns_tables = true;  // false: the crashed instance's tables, kept
                             // read-only (Linux strategy)
   std::vector<uint16_t> sids;

@@ -26,8 +26,10 @@ TEST_F(DriverTest, MapUnmapAndChoosesSuperpages) {
   ASSERT_TRUE(driver_->Map(did, 0x1ff000, 0x1ff000, 0x202000, kPermRW).ok());
   EXPECT_EQ(env_->hw->Translate(sid, 0x200000, Access::kRead).page_size,
             uint64_t{1} << 21);
-  EXPECT_EQ(env_->hw->Translate(sid, 0x1ff000, Access::kRead).page_size, kPageSize);
-  EXPECT_EQ(env_->hw->Translate(sid, 0x400000, Access::kRead).page_size, kPageSize);
+  EXPECT_EQ(env_->hw->Translate(sid, 0x1ff000, Access::kRead).page_size,
+            kPageSize);
+  EXPECT_EQ(env_->hw->Translate(sid, 0x400000, Access::kRead).page_size,
+            kPageSize);
   EXPECT_EQ(driver_->Map(did, 0x300000, 0, 0x1000, kPermR).code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(driver_->Unmap(did, 0x1ff000, 0x2000).code(),
@@ -35,17 +37,20 @@ TEST_F(DriverTest, MapUnmapAndChoosesSuperpages) {
   ASSERT_TRUE(driver_->Unmap(did, 0x1ff000, 0x202000).ok());
   EXPECT_EQ(env_->hw->Translate(sid, 0x200000, Access::kRead).fault,
             FaultReason::kReadNotPermitted);
-  EXPECT_EQ(driver_->Unmap(did, 0x1ff000, 0x1000).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(driver_->Unmap(did, 0x1ff000, 0x1000).code(),
+            absl::StatusCode::kNotFound);
   EXPECT_FALSE(driver_->Map(did, 0x1000, 0x1000, 0x1000, kPermNone).ok());
   EXPECT_FALSE(driver_->Map(did, uint64_t{1} << 48, 0, 0x1000, kPermR).ok());
-  EXPECT_FALSE(driver_->Map(did, 0x1000, uint64_t{1} << 48, 0x1000, kPermR).ok());
+  EXPECT_FALSE(
+      driver_->Map(did, 0x1000, uint64_t{1} << 48, 0x1000, kPermR).ok());
   EXPECT_FALSE(driver_->Map(did, 0x1001, 0x1000, 0x1000, kPermR).ok());
 }
 
 TEST_F(DriverTest, FailedMapLeavesNothingMapped) {
   // A tiny pool: the second half of a large scattered map runs out of pages.
   auto env = *TestEnv::Create(1 << 20, 6, 4);
-  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  auto drv =
+      *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
   const uint16_t did = *drv->CreateDomain(3);
   const uint16_t sid = MakeSid(0, 1);
   ASSERT_TRUE(drv->Attach(sid, did).ok());
@@ -55,7 +60,8 @@ TEST_F(DriverTest, FailedMapLeavesNothingMapped) {
   absl::Status s = drv->Map(did, base, 0, 3 * (uint64_t{1} << 21), kPermRW);
   ASSERT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   for (uint64_t a = base; a < base + 3 * (uint64_t{1} << 21); a += 0x1000) {
-    ASSERT_NE(env->hw->Translate(sid, a, Access::kRead).fault, FaultReason::kNone);
+    ASSERT_NE(env->hw->Translate(sid, a, Access::kRead).fault,
+              FaultReason::kNone);
   }
 }
 
@@ -64,13 +70,15 @@ TEST_F(DriverTest, AttachDetachAndDomains) {
   const uint16_t pt = *driver_->CreatePassThroughDomain();
   const uint16_t a = MakeSid(2, 0), b = MakeSid(2, 1);
   ASSERT_TRUE(driver_->Attach(a, did).ok());
-  EXPECT_EQ(driver_->Attach(a, pt).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(driver_->Attach(a, pt).code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(driver_->Attach(b, pt).ok());
   EXPECT_EQ(env_->hw->Translate(b, 0x123000, Access::kWrite).hpa, 0x123000u);
   EXPECT_FALSE(driver_->Map(pt, 0, 0, 0x1000, kPermR).ok());
   ASSERT_TRUE(driver_->Map(did, 0x1000, 0x5000, 0x1000, kPermR).ok());
   EXPECT_EQ(env_->hw->Translate(a, 0x1000, Access::kRead).hpa, 0x5000u);
-  EXPECT_EQ(driver_->DestroyDomain(did).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(driver_->DestroyDomain(did).code(),
+            absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(driver_->Detach(a).ok());
   // Detach flushed context cache and IOTLB: the cached translation is gone.
   EXPECT_EQ(env_->hw->Translate(a, 0x1000, Access::kRead).fault,

@@ -29,7 +29,9 @@ inline constexpr uint64_t kHawReservedMask =
 constexpr uint16_t MakeSid(uint8_t bus, uint8_t devfn) {
   return static_cast<uint16_t>((uint16_t{bus} << 8) | devfn);
 }
-constexpr uint8_t SidBus(uint16_t sid) { return static_cast<uint8_t>(sid >> 8); }
+constexpr uint8_t SidBus(uint16_t sid) {
+  return static_cast<uint8_t>(sid >> 8);
+}
 constexpr uint8_t SidDevfn(uint16_t sid) {
   return static_cast<uint8_t>(sid & 0xff);
 }
@@ -42,8 +44,8 @@ struct RootEntry {
   uint64_t hi = 0;
 
   static constexpr uint64_t kPresent = 1ull << 0;
-  static constexpr uint64_t kLoReserved = 0xffeull | kHawReservedMask |
-                                          0xfff0000000000000ull;
+  static constexpr uint64_t kLoReserved =
+      0xffeull | kHawReservedMask | 0xfff0000000000000ull;
 
   constexpr bool present() const { return (lo & kPresent) != 0; }
   constexpr uint64_t ctp() const { return lo & kAddrMask; }
@@ -81,8 +83,8 @@ struct ContextEntry {
   static constexpr uint64_t kFpd = 1ull << 1;
   static constexpr int kTtShift = 2;
   static constexpr uint64_t kTtMask = 3ull << kTtShift;
-  static constexpr uint64_t kLoReserved = 0xff0ull | kHawReservedMask |
-                                          0xfff0000000000000ull;
+  static constexpr uint64_t kLoReserved =
+      0xff0ull | kHawReservedMask | 0xfff0000000000000ull;
   static constexpr uint64_t kAwMask = 0x7;
   static constexpr int kDidShift = 8;
   static constexpr uint64_t kDidMask = 0xffffull << kDidShift;
@@ -105,7 +107,8 @@ struct ContextEntry {
                                      uint8_t aw, uint16_t did,
                                      bool fpd = false) {
     return ContextEntry{
-        (slptptr & kAddrMask) | (uint64_t{static_cast<uint8_t>(tt)} << kTtShift) |
+        (slptptr & kAddrMask) |
+            (uint64_t{static_cast<uint8_t>(tt)} << kTtShift) |
             (fpd ? kFpd : 0) | kPresent,
         (uint64_t{aw} & kAwMask) | (uint64_t{did} << kDidShift)};
   }

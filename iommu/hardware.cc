@@ -61,16 +61,36 @@ absl::Status IommuHardware::ReadLocked(uint64_t offset, uint8_t size,
     return absl::OkStatus();
   }
   switch (static_cast<Reg>(offset)) {
-    case Reg::kVer: *value = kVersion; break;
-    case Reg::kCap: *value = kCapValue; break;
-    case Reg::kEcap: *value = kEcapValue; break;
-    case Reg::kGcmd: *value = 0; break;  // write-only (§10.4.4)
-    case Reg::kGsts: *value = gsts_; break;
-    case Reg::kRtaddr: *value = rtaddr_; break;
-    case Reg::kCcmd: *value = ccmd_; break;
-    case Reg::kIva: *value = iva_; break;
-    case Reg::kIotlb: *value = iotlb_reg_; break;
-    case Reg::kFectl: *value = fectl_; break;
+    case Reg::kVer:
+      *value = kVersion;
+      break;
+    case Reg::kCap:
+      *value = kCapValue;
+      break;
+    case Reg::kEcap:
+      *value = kEcapValue;
+      break;
+    case Reg::kGcmd:
+      *value = 0;
+      break;  // write-only (§10.4.4)
+    case Reg::kGsts:
+      *value = gsts_;
+      break;
+    case Reg::kRtaddr:
+      *value = rtaddr_;
+      break;
+    case Reg::kCcmd:
+      *value = ccmd_;
+      break;
+    case Reg::kIva:
+      *value = iva_;
+      break;
+    case Reg::kIotlb:
+      *value = iotlb_reg_;
+      break;
+    case Reg::kFectl:
+      *value = fectl_;
+      break;
     case Reg::kFsts: {
       hv::MutexLock lock(&fault_mu_);
       uint32_t v = pfo_ ? fsts::kPfo : 0;
@@ -83,7 +103,9 @@ absl::Status IommuHardware::ReadLocked(uint64_t offset, uint8_t size,
       *value = v;
       break;
     }
-    default: *value = 0; break;  // unimplemented: reads as zero
+    default:
+      *value = 0;
+      break;  // unimplemented: reads as zero
   }
   return absl::OkStatus();
 }
@@ -108,19 +130,32 @@ absl::Status IommuHardware::WriteLocked(uint64_t offset, uint8_t size,
     return absl::OkStatus();
   }
   switch (static_cast<Reg>(offset)) {
-    case Reg::kGcmd: WriteGcmd(static_cast<uint32_t>(value)); break;
-    case Reg::kRtaddr: rtaddr_ = value & kAddrMask; break;  // TTM 00 only
-    case Reg::kCcmd: WriteCcmd(value); break;
-    case Reg::kIva: iva_ = value; break;
-    case Reg::kIotlb: WriteIotlb(value); break;
-    case Reg::kFectl: fectl_ = static_cast<uint32_t>(value) & (1u << 31); break;
+    case Reg::kGcmd:
+      WriteGcmd(static_cast<uint32_t>(value));
+      break;
+    case Reg::kRtaddr:
+      rtaddr_ = value & kAddrMask;
+      break;  // TTM 00 only
+    case Reg::kCcmd:
+      WriteCcmd(value);
+      break;
+    case Reg::kIva:
+      iva_ = value;
+      break;
+    case Reg::kIotlb:
+      WriteIotlb(value);
+      break;
+    case Reg::kFectl:
+      fectl_ = static_cast<uint32_t>(value) & (1u << 31);
+      break;
     case Reg::kFsts:
       if ((value & fsts::kPfo) != 0) {
         hv::MutexLock lock(&fault_mu_);
         pfo_ = false;
       }
       break;
-    default: break;  // read-only or unimplemented: write ignored
+    default:
+      break;  // read-only or unimplemented: write ignored
   }
   return absl::OkStatus();
 }
@@ -155,10 +190,18 @@ void IommuHardware::WriteCcmd(uint64_t value) {
   {
     hv::MutexLock lock(&cache_mu_);
     switch (cirg) {
-      case ccmd::kGlobal: context_cache_.InvalidateAll(); break;
-      case ccmd::kDomain: context_cache_.InvalidateDomain(did); break;
-      case ccmd::kDevice: context_cache_.InvalidateDevice(sid, fm); break;
-      default: caig = 0; break;  // reserved granularity: not performed
+      case ccmd::kGlobal:
+        context_cache_.InvalidateAll();
+        break;
+      case ccmd::kDomain:
+        context_cache_.InvalidateDomain(did);
+        break;
+      case ccmd::kDevice:
+        context_cache_.InvalidateDevice(sid, fm);
+        break;
+      default:
+        caig = 0;
+        break;  // reserved granularity: not performed
     }
     ++generation_;
   }
@@ -183,12 +226,18 @@ void IommuHardware::WriteIotlb(uint64_t value) {
   {
     hv::MutexLock lock(&cache_mu_);
     switch (iirg) {
-      case iotlb_reg::kGlobal: iotlb_.InvalidateAll(); break;
-      case iotlb_reg::kDomain: iotlb_.InvalidateDomain(did); break;
+      case iotlb_reg::kGlobal:
+        iotlb_.InvalidateAll();
+        break;
+      case iotlb_reg::kDomain:
+        iotlb_.InvalidateDomain(did);
+        break;
       case iotlb_reg::kPage:
         iotlb_.InvalidatePages(did, iva_ & kAddrMask, am);
         break;
-      default: iaig = 0; break;
+      default:
+        iaig = 0;
+        break;
     }
     ++generation_;
   }
@@ -278,9 +327,9 @@ Translation IommuHardware::Translate(uint16_t sid, uint64_t iova,
       if (gen == generation_) {
         if (!cached_ce) context_cache_.Insert(sid, ce);
         if (t.fault == FaultReason::kNone && !t.pass_through) {
-          iotlb_.Insert(ce.did(), iova,
-                        Iotlb::Entry{t.hpa & ~(t.page_size - 1), t.page_size,
-                                     t.perms});
+          iotlb_.Insert(
+              ce.did(), iova,
+              Iotlb::Entry{t.hpa & ~(t.page_size - 1), t.page_size, t.perms});
         }
       }
     }
@@ -312,8 +361,8 @@ absl::Status IommuHardware::Dma(
       return absl::PermissionDeniedError(absl::StrFormat(
           "DMA %s by %02x:%02x.%d at IOVA 0x%x faulted: reason 0x%x (%s)",
           access == Access::kWrite ? "write" : "read", SidBus(sid),
-          SidDevfn(sid) >> 3, SidDevfn(sid) & 7, a,
-          static_cast<int>(t.fault), FaultReasonName(t.fault)));
+          SidDevfn(sid) >> 3, SidDevfn(sid) & 7, a, static_cast<int>(t.fault),
+          FaultReasonName(t.fault)));
     }
     if (!mem_->Contains(t.hpa, chunk)) {
       return absl::OutOfRangeError(absl::StrFormat(

@@ -20,8 +20,8 @@ class HardwareTest : public ::testing::Test {
     auto env = TestEnv::Create(4 << 20, 256, 64);
     ASSERT_TRUE(env.ok()) << env.status();
     env_ = std::move(*env);
-    auto drv = IommuDriver::Create(env_->mem.get(), env_->hw.get(),
-                                   env_->pool.get());
+    auto drv =
+        IommuDriver::Create(env_->mem.get(), env_->hw.get(), env_->pool.get());
     ASSERT_TRUE(drv.ok()) << drv.status();
     driver_ = std::move(*drv);
   }
@@ -29,8 +29,10 @@ class HardwareTest : public ::testing::Test {
   // Reads fault record `i` through the registers.
   FaultRecord Record(int i) {
     FaultRecord r;
-    EXPECT_TRUE(env_->hw->Read({}, RegOffset(Reg::kFrcd0) + 16 * i, 8, &r.lo).ok());
-    EXPECT_TRUE(env_->hw->Read({}, RegOffset(Reg::kFrcd0) + 16 * i + 8, 8, &r.hi).ok());
+    EXPECT_TRUE(
+        env_->hw->Read({}, RegOffset(Reg::kFrcd0) + 16 * i, 8, &r.lo).ok());
+    EXPECT_TRUE(
+        env_->hw->Read({}, RegOffset(Reg::kFrcd0) + 16 * i + 8, 8, &r.hi).ok());
     return r;
   }
   void ClearRecord(int i) {
@@ -58,8 +60,8 @@ class HardwareTest : public ::testing::Test {
     ClearRecord(fri);
   }
   uint64_t ContextSlot(uint16_t sid) {
-    const uint64_t re = *env_->mem->Load64(driver_->root_table() +
-                                           SidBus(sid) * 16);
+    const uint64_t re =
+        *env_->mem->Load64(driver_->root_table() + SidBus(sid) * 16);
     return RootEntry{re, 0}.ctp() + SidDevfn(sid) * 16;
   }
 
@@ -121,7 +123,8 @@ TEST_F(HardwareTest, EveryFaultReason) {
   ASSERT_TRUE(driver_->Map(did, 0x1000, 0x100000, 0x1000, kPermR).ok());
   ASSERT_TRUE(driver_->Map(did, 0x2000, 0x101000, 0x1000, kPermW).ok());
 
-  ExpectFault(MakeSid(9, 0), 0x1000, Access::kRead, FaultReason::kRootNotPresent);
+  ExpectFault(MakeSid(9, 0), 0x1000, Access::kRead,
+              FaultReason::kRootNotPresent);
   ExpectFault(MakeSid(3, 0x11), 0x1000, Access::kRead,
               FaultReason::kContextNotPresent);
   ExpectFault(kSid, uint64_t{1} << 39, Access::kRead, FaultReason::kBeyondAgaw);
@@ -138,9 +141,11 @@ TEST_F(HardwareTest, EveryFaultReason) {
   uint64_t lo = *env_->mem->Load64(ContextSlot(bad_tt));
   ASSERT_TRUE(env_->mem->Store64(ContextSlot(bad_tt), lo | (3ull << 2)).ok());
   uint64_t hi = *env_->mem->Load64(ContextSlot(bad_aw) + 8);
-  ASSERT_TRUE(env_->mem->Store64(ContextSlot(bad_aw) + 8, (hi & ~7ull) | 4).ok());
+  ASSERT_TRUE(
+      env_->mem->Store64(ContextSlot(bad_aw) + 8, (hi & ~7ull) | 4).ok());
   hi = *env_->mem->Load64(ContextSlot(bad_rsv) + 8);
-  ASSERT_TRUE(env_->mem->Store64(ContextSlot(bad_rsv) + 8, hi | (1ull << 40)).ok());
+  ASSERT_TRUE(
+      env_->mem->Store64(ContextSlot(bad_rsv) + 8, hi | (1ull << 40)).ok());
   ExpectFault(bad_tt, 0x1000, Access::kRead, FaultReason::kInvalidContext);
   ExpectFault(bad_aw, 0x1000, Access::kRead, FaultReason::kInvalidContext);
   ExpectFault(bad_rsv, 0x1000, Access::kRead, FaultReason::kContextReserved);
@@ -152,8 +157,8 @@ TEST_F(HardwareTest, EveryFaultReason) {
   ASSERT_TRUE(driver_->Attach(pt_sid, did2).ok());
   ASSERT_TRUE(driver_->Map(did2, 0x1000, 0x100000, 0x1000, kPermRW).ok());
   ASSERT_TRUE(driver_->Map(did2, 0x40000000, 0x100000, 0x1000, kPermRW).ok());
-  const uint64_t slpt = ContextEntry{*env_->mem->Load64(ContextSlot(pt_sid)),
-                                     0}.slptptr();
+  const uint64_t slpt =
+      ContextEntry{*env_->mem->Load64(ContextSlot(pt_sid)), 0}.slptptr();
   // level 3 entry 0 → level 2 table → level 1 table; corrupt the leaf.
   const uint64_t l2 = *env_->mem->Load64(slpt) & kAddrMask;
   const uint64_t l1 = *env_->mem->Load64(l2) & kAddrMask;
@@ -163,15 +168,20 @@ TEST_F(HardwareTest, EveryFaultReason) {
   // level 3 entry 1 (IOVA 1 GiB) → point its level-2 table out of memory.
   const uint64_t e1 = *env_->mem->Load64(slpt + 8);
   ASSERT_TRUE(
-      env_->mem->Store64(slpt + 8, (e1 & ~kAddrMask) | (uint64_t{1} << 40)).ok());
-  ExpectFault(pt_sid, 0x40000000, Access::kRead, FaultReason::kPagingEntryAccess);
+      env_->mem->Store64(slpt + 8, (e1 & ~kAddrMask) | (uint64_t{1} << 40))
+          .ok());
+  ExpectFault(pt_sid, 0x40000000, Access::kRead,
+              FaultReason::kPagingEntryAccess);
 
   // Root entries: reserved bit, context-table pointer out of memory.
   const uint64_t rt = driver_->root_table();
-  ASSERT_TRUE(env_->mem->Store64(rt + 5 * 16, RootEntry::Make(0x100000).lo | 2).ok());
+  ASSERT_TRUE(
+      env_->mem->Store64(rt + 5 * 16, RootEntry::Make(0x100000).lo | 2).ok());
   ExpectFault(MakeSid(5, 0), 0, Access::kRead, FaultReason::kRootReserved);
-  ASSERT_TRUE(env_->mem->Store64(rt + 6 * 16, RootEntry::Make(1ull << 40).lo).ok());
-  ExpectFault(MakeSid(6, 0), 0, Access::kRead, FaultReason::kContextTableAccess);
+  ASSERT_TRUE(
+      env_->mem->Store64(rt + 6 * 16, RootEntry::Make(1ull << 40).lo).ok());
+  ExpectFault(MakeSid(6, 0), 0, Access::kRead,
+              FaultReason::kContextTableAccess);
 
   // Root table pointer itself outside memory (SRTP with TE kept).
   RegisterIo io(env_->hw.get());
@@ -199,7 +209,8 @@ TEST_F(HardwareTest, FaultRecordOverflowAndFpd) {
   const uint16_t did = *driver_->CreateDomain(3);
   ASSERT_TRUE(driver_->Attach(kSid, did).ok());
   const uint64_t lo = *env_->mem->Load64(ContextSlot(kSid));
-  ASSERT_TRUE(env_->mem->Store64(ContextSlot(kSid), lo | ContextEntry::kFpd).ok());
+  ASSERT_TRUE(
+      env_->mem->Store64(ContextSlot(kSid), lo | ContextEntry::kFpd).ok());
   EXPECT_EQ(env_->hw->Translate(kSid, 0x1000, Access::kRead).fault,
             FaultReason::kReadNotPermitted);
   ASSERT_TRUE(env_->hw->Read({}, RegOffset(Reg::kFsts), 4, &fsts).ok());
@@ -213,9 +224,9 @@ TEST_F(HardwareTest, SuperpagesAtEveryLevel) {
   struct Case {
     uint64_t iova, hpa, size;
   } cases[] = {
-      {uint64_t{1} << 21, 0x200000, uint64_t{1} << 21},       // level 2
-      {uint64_t{1} << 30, 0, uint64_t{1} << 30},              // level 3
-      {uint64_t{1} << 39, 0, uint64_t{1} << 39},              // level 4
+      {uint64_t{1} << 21, 0x200000, uint64_t{1} << 21},  // level 2
+      {uint64_t{1} << 30, 0, uint64_t{1} << 30},         // level 3
+      {uint64_t{1} << 39, 0, uint64_t{1} << 39},         // level 4
   };
   for (const Case& c : cases) {
     ASSERT_TRUE(driver_->Map(did, c.iova, c.hpa, c.size, kPermRW).ok());
@@ -235,8 +246,10 @@ TEST_F(HardwareTest, SuperpagesAtEveryLevel) {
   const uint16_t did4 = *driver_->CreateDomain(4);
   const uint16_t sid4 = MakeSid(7, 7);
   ASSERT_TRUE(driver_->Attach(sid4, did4).ok());
-  ASSERT_TRUE(driver_->Map(did4, uint64_t{1} << 39, 0, uint64_t{1} << 39, kPermR).ok());
-  const Translation t = env_->hw->Translate(sid4, (uint64_t{1} << 39) + 8, Access::kRead);
+  ASSERT_TRUE(
+      driver_->Map(did4, uint64_t{1} << 39, 0, uint64_t{1} << 39, kPermR).ok());
+  const Translation t =
+      env_->hw->Translate(sid4, (uint64_t{1} << 39) + 8, Access::kRead);
   EXPECT_EQ(t.page_size, uint64_t{1} << 39);
   EXPECT_EQ(t.hpa, 8u);
 }
@@ -255,7 +268,8 @@ TEST_F(HardwareTest, IotlbAndContextCacheStaleUntilInvalidated) {
       ContextEntry{*env_->mem->Load64(ContextSlot(kSid)), 0}.slptptr();
   uint64_t table = slpt;
   for (int level = 4; level > 1; --level) {
-    table = *env_->mem->Load64(table + LevelIndex(0x7000, level) * 8) & kAddrMask;
+    table =
+        *env_->mem->Load64(table + LevelIndex(0x7000, level) * 8) & kAddrMask;
   }
   const uint64_t pte_addr = table + LevelIndex(0x7000, 1) * 8;
   ASSERT_TRUE(env_->mem->Store64(pte_addr, 0x200000 | kPermRW).ok());
@@ -284,7 +298,8 @@ TEST_F(HardwareTest, IotlbAndContextCacheStaleUntilInvalidated) {
 TEST_F(HardwareTest, TranslationDisabledPassesThrough) {
   RegisterIo io(env_->hw.get());
   ASSERT_TRUE(io.SetTranslation(false).ok());
-  const Translation t = env_->hw->Translate(MakeSid(9, 9), 0x123456, Access::kWrite);
+  const Translation t =
+      env_->hw->Translate(MakeSid(9, 9), 0x123456, Access::kWrite);
   EXPECT_EQ(t.fault, FaultReason::kNone);
   EXPECT_EQ(t.hpa, 0x123456u);
   // SRTP keeps TE as GSTS reports it (off here, on below).

@@ -56,8 +56,8 @@ absl::Status IovaAllocator::Free(uint64_t start, uint64_t size) {
   hv::MutexLock lock(&mu_);
   auto it = used_.find(start);
   if (it == used_.end() || it->second.size != size || it->second.reserved) {
-    return absl::NotFoundError(absl::StrFormat(
-        "IOVA [0x%x, +0x%x) was not allocated", start, size));
+    return absl::NotFoundError(
+        absl::StrFormat("IOVA [0x%x, +0x%x) was not allocated", start, size));
   }
   used_.erase(it);
   return absl::OkStatus();

@@ -29,7 +29,8 @@ class IovaAllocator {
   // Addresses in [floor, limit) may be allocated; limit = 2^AGAW for a
   // domain. The first page is kept out by default (IOVA 0 is never handed
   // out, so a zero IOVA is always a bug).
-  IovaAllocator(uint64_t floor, uint64_t limit) : floor_(floor), limit_(limit) {}
+  IovaAllocator(uint64_t floor, uint64_t limit)
+      : floor_(floor), limit_(limit) {}
 
   // Allocates `size` bytes (page multiple) aligned to `align` (power of two,
   // >= 4 KiB), highest free address first. ResourceExhausted when no gap.

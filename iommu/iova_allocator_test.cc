@@ -14,7 +14,8 @@ TEST(IovaAllocatorTest, TopDownAlignedAndReservationsRespected) {
   auto y = a.Allocate(0x10000, 0x10000);
   ASSERT_TRUE(y.ok());
   EXPECT_EQ(*y, 0x70000u);
-  EXPECT_EQ(a.Reserve(0x7f000, 0x2000).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(a.Reserve(0x7f000, 0x2000).code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_FALSE(a.Free(0x80000, 0x7e000).ok());  // reservations are not freed
   ASSERT_TRUE(a.Free(*y, 0x10000).ok());
   EXPECT_FALSE(a.Free(*y, 0x10000).ok());

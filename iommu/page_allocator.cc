@@ -38,8 +38,8 @@ absl::StatusOr<uint64_t> PageAllocator::Allocate(bool zero) {
       }
     }
     if (word == n) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "page pool [0x%x, +0x%x) is full", base_, size_));
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("page pool [0x%x, +0x%x) is full", base_, size_));
     }
     const int bit = __builtin_ctzll(~bitmap_[word]);
     bitmap_[word] |= uint64_t{1} << bit;
@@ -54,9 +54,8 @@ absl::StatusOr<uint64_t> PageAllocator::Allocate(bool zero) {
 
 absl::Status PageAllocator::Free(uint64_t hpa) {
   if (!Owns(hpa) || hpa % kPageSize != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("0x%x is not a page of pool [0x%x, +0x%x)", hpa, base_,
-                        size_));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "0x%x is not a page of pool [0x%x, +0x%x)", hpa, base_, size_));
   }
   const uint64_t page = (hpa - base_) / kPageSize;
   hv::MutexLock lock(&mu_);

@@ -45,7 +45,7 @@ class PageAllocator {
   const uint64_t size_;
   mutable hv::Mutex mu_;
   std::vector<uint64_t> bitmap_ ABSL_GUARDED_BY(mu_);  // 1 = allocated
-  uint64_t next_hint_ ABSL_GUARDED_BY(mu_) = 0;       // word index
+  uint64_t next_hint_ ABSL_GUARDED_BY(mu_) = 0;        // word index
   uint64_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -29,7 +29,8 @@ TEST(PageAllocatorTest, AllocatesZeroedPagesInsideItsWindowOnly) {
   EXPECT_FALSE((*pool)->Free(*pages.begin()).ok());
   EXPECT_FALSE((*pool)->Free(0).ok());
   EXPECT_EQ((*pool)->allocated_pages(), 9u);
-  EXPECT_FALSE(PageAllocator::Create(mem->get(), 60 * kPageSize, 8 * kPageSize).ok());
+  EXPECT_FALSE(
+      PageAllocator::Create(mem->get(), 60 * kPageSize, 8 * kPageSize).ok());
   // Physical memory bounds.
   EXPECT_FALSE((*mem)->Load64(64 * kPageSize).ok());
   EXPECT_FALSE((*mem)->Load64(4).ok());

@@ -29,20 +29,20 @@ absl::Status OutOfRange(uint64_t hpa, uint64_t len) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PhysMemory>> PhysMemory::Create(uint64_t size) {
-  return Wrap(hv::GuestMemory::Create({{0, size}}), size,
-              [](std::unique_ptr<hv::GuestMemory> m, uint8_t* b, uint64_t s) {
-                return std::unique_ptr<PhysMemory>(
-                    new PhysMemory(std::move(m), b, s));
-              });
+  return Wrap(
+      hv::GuestMemory::Create({{0, size}}), size,
+      [](std::unique_ptr<hv::GuestMemory> m, uint8_t* b, uint64_t s) {
+        return std::unique_ptr<PhysMemory>(new PhysMemory(std::move(m), b, s));
+      });
 }
 
 absl::StatusOr<std::unique_ptr<PhysMemory>> PhysMemory::FromFd(int fd,
                                                                uint64_t size) {
-  return Wrap(hv::GuestMemory::FromFd(fd, 0, {{0, size}}), size,
-              [](std::unique_ptr<hv::GuestMemory> m, uint8_t* b, uint64_t s) {
-                return std::unique_ptr<PhysMemory>(
-                    new PhysMemory(std::move(m), b, s));
-              });
+  return Wrap(
+      hv::GuestMemory::FromFd(fd, 0, {{0, size}}), size,
+      [](std::unique_ptr<hv::GuestMemory> m, uint8_t* b, uint64_t s) {
+        return std::unique_ptr<PhysMemory>(new PhysMemory(std::move(m), b, s));
+      });
 }
 
 absl::StatusOr<uint64_t> PhysMemory::Load64(uint64_t hpa) const {

@@ -57,8 +57,7 @@ class PhysMemory {
   uint64_t* MutablePageWords(uint64_t hpa);
 
  private:
-  PhysMemory(std::unique_ptr<hv::GuestMemory> mem, uint8_t* base,
-             uint64_t size)
+  PhysMemory(std::unique_ptr<hv::GuestMemory> mem, uint8_t* base, uint64_t size)
       : mem_(std::move(mem)), base_(base), size_(size) {}
 
   std::unique_ptr<hv::GuestMemory> mem_;

@@ -33,21 +33,21 @@ inline constexpr uint32_t kVersion = 0x10;
 
 // CAP (§10.4.2).
 namespace cap {
-inline constexpr uint64_t kNdShift = 0;          // 2:0 number of domains
-inline constexpr uint64_t kSagawShift = 8;       // 12:8 supported AGAWs
-inline constexpr uint64_t kMgawShift = 16;       // 21:16 MGAW - 1
-inline constexpr uint64_t kFroShift = 24;        // 33:24 fault-record offset/16
-inline constexpr uint64_t kSllpsShift = 34;      // 37:34 SL large pages
-inline constexpr uint64_t kPsi = 1ull << 39;     // page-selective invalidation
-inline constexpr uint64_t kNfrShift = 40;        // 47:40 fault records - 1
-inline constexpr uint64_t kMamvShift = 48;       // 53:48 max address mask
+inline constexpr uint64_t kNdShift = 0;       // 2:0 number of domains
+inline constexpr uint64_t kSagawShift = 8;    // 12:8 supported AGAWs
+inline constexpr uint64_t kMgawShift = 16;    // 21:16 MGAW - 1
+inline constexpr uint64_t kFroShift = 24;     // 33:24 fault-record offset/16
+inline constexpr uint64_t kSllpsShift = 34;   // 37:34 SL large pages
+inline constexpr uint64_t kPsi = 1ull << 39;  // page-selective invalidation
+inline constexpr uint64_t kNfrShift = 40;     // 47:40 fault records - 1
+inline constexpr uint64_t kMamvShift = 48;    // 53:48 max address mask
 }  // namespace cap
 
 // ECAP (§10.4.3).
 namespace ecap {
-inline constexpr uint64_t kDt = 1ull << 2;    // device-TLB (TT=1 allowed)
-inline constexpr uint64_t kPt = 1ull << 6;    // pass-through (TT=2 allowed)
-inline constexpr uint64_t kIroShift = 8;      // 17:8 IOTLB register offset/16
+inline constexpr uint64_t kDt = 1ull << 2;  // device-TLB (TT=1 allowed)
+inline constexpr uint64_t kPt = 1ull << 6;  // pass-through (TT=2 allowed)
+inline constexpr uint64_t kIroShift = 8;    // 17:8 IOTLB register offset/16
 }  // namespace ecap
 
 // What this model implements: ND=6 (65536 domains, 16-bit DIDs),

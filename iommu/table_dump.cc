@@ -79,8 +79,8 @@ std::vector<DeviceDump> DumpTables(const PhysMemory& mem, uint64_t rtaddr,
   const uint64_t* root = mem.PageWords(rtaddr & kAddrMask);
   if (root == nullptr) {
     DeviceDump d;
-    d.error = absl::StrFormat("root table 0x%x is outside physical memory",
-                              rtaddr);
+    d.error =
+        absl::StrFormat("root table 0x%x is outside physical memory", rtaddr);
     out.push_back(d);
     return out;
   }
@@ -129,8 +129,8 @@ std::string FormatDump(const std::vector<DeviceDump>& devices) {
       const char* tt = ce.tt() == TranslationType::kPassThrough ? "pass-through"
                        : ce.tt() == TranslationType::kReserved  ? "reserved"
                                                                 : "translated";
-      absl::StrAppendFormat(&s, " did=%d %s aw=%d (%d-level, %d-bit)%s", ce.did(),
-                            tt, ce.aw(), LevelsForAw(ce.aw()),
+      absl::StrAppendFormat(&s, " did=%d %s aw=%d (%d-level, %d-bit)%s",
+                            ce.did(), tt, ce.aw(), LevelsForAw(ce.aw()),
                             AgawBitsForAw(ce.aw()), ce.fpd() ? " fpd" : "");
       if (ce.tt() != TranslationType::kPassThrough) {
         absl::StrAppendFormat(&s, " pgtbl=0x%x ranges=%d", ce.slptptr(),
@@ -140,10 +140,10 @@ std::string FormatDump(const std::vector<DeviceDump>& devices) {
     if (!d.error.empty()) absl::StrAppend(&s, " ERROR: ", d.error);
     s += "\n";
     for (const DumpRange& r : d.ranges) {
-      absl::StrAppendFormat(&s, "  iova 0x%x-0x%x -> hpa 0x%x-0x%x %s %s pages\n",
-                            r.iova, r.iova + r.size - 1, r.hpa,
-                            r.hpa + r.size - 1, PermString(r.perms),
-                            SizeString(r.page_size));
+      absl::StrAppendFormat(
+          &s, "  iova 0x%x-0x%x -> hpa 0x%x-0x%x %s %s pages\n", r.iova,
+          r.iova + r.size - 1, r.hpa, r.hpa + r.size - 1, PermString(r.perms),
+          SizeString(r.page_size));
     }
   }
   return s;

@@ -8,7 +8,8 @@ namespace {
 
 TEST(TableDumpTest, PerDeviceRangesMerged) {
   auto env = *TestEnv::Create(4 << 20, 256, 16);
-  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  auto drv =
+      *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
   const uint16_t did = *drv->CreateDomain(3);
   const uint16_t pt = *drv->CreatePassThroughDomain();
   ASSERT_TRUE(drv->Attach(MakeSid(0, 0x08), did).ok());
@@ -25,7 +26,8 @@ TEST(TableDumpTest, PerDeviceRangesMerged) {
   const std::string text = FormatDump(devs);
   EXPECT_NE(text.find("00:01.0 did="), std::string::npos) << text;
   EXPECT_NE(text.find("iova 0x10000-0x12fff -> hpa 0x100000-0x102fff rw 4K"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("00:02.0 did=2 pass-through"), std::string::npos) << text;
   auto one = DumpTables(*env->mem, drv->root_table(), MakeSid(0, 0x10));
   ASSERT_EQ(one.size(), 1u);

@@ -12,8 +12,9 @@ absl::StatusOr<std::unique_ptr<TestEnv>> TestEnv::Create(
   env->data_bytes = data_bytes;
   const uint64_t total = data_bytes + (pool_pages + reserved_pages) * kPageSize;
   HV_ASSIGN_OR_RETURN(env->mem, PhysMemory::Create(total));
-  HV_ASSIGN_OR_RETURN(env->pool, PageAllocator::Create(env->mem.get(), data_bytes,
-                                                       pool_pages * kPageSize));
+  HV_ASSIGN_OR_RETURN(env->pool,
+                      PageAllocator::Create(env->mem.get(), data_bytes,
+                                            pool_pages * kPageSize));
   HV_ASSIGN_OR_RETURN(
       env->reserved,
       PageAllocator::Create(env->mem.get(), data_bytes + pool_pages * kPageSize,
@@ -35,8 +36,9 @@ absl::StatusOr<Population> Populate(IommuDriver* driver, uint64_t data_bytes,
   };
   std::map<uint16_t, int> levels;
   for (int i = 0; i < spec.domains; ++i) {
-    const int l = spec.min_levels +
-                  static_cast<int>(rng() % (spec.max_levels - spec.min_levels + 1));
+    const int l =
+        spec.min_levels +
+        static_cast<int>(rng() % (spec.max_levels - spec.min_levels + 1));
     HV_ASSIGN_OR_RETURN(uint16_t did, driver->CreateDomain(l));
     levels[did] = l;
     pop.dids.push_back(did);

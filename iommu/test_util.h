@@ -42,7 +42,7 @@ struct PopulateSpec {
   int domains = 8;
   int max_devices_per_domain = 3;
   int pass_through_devices = 2;
-  int ranges = 1000;          // total mappings across domains
+  int ranges = 1000;  // total mappings across domains
   int min_levels = 3;
   int max_levels = 5;
   bool superpages = true;

@@ -41,9 +41,9 @@ absl::StatusOr<const uint64_t*> Verifier::Table(uint64_t hpa, bool is_new,
                                                 const char* what) {
   const uint64_t* w = mem_.PageWords(hpa);
   if (w == nullptr) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "%s %s at 0x%x is outside physical memory", is_new ? "new" : "old",
-        what, hpa));
+    return absl::OutOfRangeError(
+        absl::StrFormat("%s %s at 0x%x is outside physical memory",
+                        is_new ? "new" : "old", what, hpa));
   }
   if (!(is_new ? seen_new_ : seen_old_).insert(hpa).second) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -56,8 +56,7 @@ absl::StatusOr<const uint64_t*> Verifier::Table(uint64_t hpa, bool is_new,
 // not present (other bits irrelevant); a leaf (level 1 or PS) must be equal
 // in every bit; a non-leaf must be equal except for the table address.
 absl::Status Verifier::CompareTree(uint16_t sid, uint64_t o_table,
-                                   uint64_t n_table, int level,
-                                   uint64_t base) {
+                                   uint64_t n_table, int level, uint64_t base) {
   HV_ASSIGN_OR_RETURN(const uint64_t* o, Table(o_table, false, "page table"));
   HV_ASSIGN_OR_RETURN(const uint64_t* n, Table(n_table, true, "page table"));
   ++report_.page_tables_compared;
@@ -92,8 +91,10 @@ absl::Status Verifier::CompareTree(uint16_t sid, uint64_t o_table,
 }
 
 absl::Status Verifier::Run(uint64_t old_rt, uint64_t new_rt) {
-  HV_ASSIGN_OR_RETURN(const uint64_t* o_root, Table(old_rt, false, "root table"));
-  HV_ASSIGN_OR_RETURN(const uint64_t* n_root, Table(new_rt, true, "root table"));
+  HV_ASSIGN_OR_RETURN(const uint64_t* o_root,
+                      Table(old_rt, false, "root table"));
+  HV_ASSIGN_OR_RETURN(const uint64_t* n_root,
+                      Table(new_rt, true, "root table"));
   for (int bus = 0; bus < kRootEntries; ++bus) {
     const RootEntry o_re{o_root[2 * bus], o_root[2 * bus + 1]};
     const RootEntry n_re{n_root[2 * bus], n_root[2 * bus + 1]};
@@ -142,8 +143,7 @@ absl::Status Verifier::Run(uint64_t old_rt, uint64_t new_rt) {
         ++report_.shared_trees;  // literally the same tables
         continue;
       }
-      HV_RETURN_IF_ERROR(
-          CompareTree(sid, o_pt, n_pt, LevelsForAw(oc.aw()), 0));
+      HV_RETURN_IF_ERROR(CompareTree(sid, o_pt, n_pt, LevelsForAw(oc.aw()), 0));
     }
   }
   return absl::OkStatus();

@@ -17,7 +17,7 @@
 namespace iommu {
 
 struct VerifyReport {
-  uint64_t contexts = 0;             // present context entries compared
+  uint64_t contexts = 0;  // present context entries compared
   uint64_t pass_through_contexts = 0;
   uint64_t page_tables_compared = 0;  // pairs of distinct table pages
   uint64_t shared_trees = 0;          // trees identical by pointer

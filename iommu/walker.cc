@@ -26,7 +26,8 @@ FaultReason ValidateContext(const ContextEntry& ce) {
 ContextLookup LookupContext(const PhysMemory& mem, uint64_t rtaddr,
                             uint16_t sid) {
   ContextLookup out;
-  const uint64_t re_addr = (rtaddr & kAddrMask) + SidBus(sid) * sizeof(RootEntry);
+  const uint64_t re_addr =
+      (rtaddr & kAddrMask) + SidBus(sid) * sizeof(RootEntry);
   auto re_lo = mem.Load64(re_addr);
   auto re_hi = mem.Load64(re_addr + 8);
   if (!re_lo.ok() || !re_hi.ok()) {
