@@ -166,14 +166,17 @@ absl::Status IommuHardware::WriteLocked(uint64_t offset, uint8_t size,
 // follow with global context-cache and IOTLB invalidation (§6.5).
 void IommuHardware::WriteGcmd(uint32_t value) {
   const bool te = (value & gcmd::kTe) != 0;
-  hv::MutexLock lock(&cache_mu_);
-  if ((value & gcmd::kSrtp) != 0) {
-    active_root_ = rtaddr_;
-    ++generation_;
-    gsts_ |= gsts::kRtps;
+  {
+    hv::MutexLock lock(&cache_mu_);
+    if ((value & gcmd::kSrtp) != 0) {
+      active_root_ = rtaddr_;
+      ++generation_;
+      gsts_ |= gsts::kRtps;
+    }
+    te_ = te;
+    gsts_ = te ? (gsts_ | gsts::kTes) : (gsts_ & ~gsts::kTes);
   }
-  te_ = te;
-  gsts_ = te ? (gsts_ | gsts::kTes) : (gsts_ & ~gsts::kTes);
+  gate_.Drain();
 }
 
 // §10.4.7 / §6.5.1.1 register-based context-cache invalidation.
@@ -205,6 +208,7 @@ void IommuHardware::WriteCcmd(uint64_t value) {
     }
     ++generation_;
   }
+  gate_.Drain();
   ccmd_ = (value & ~(ccmd::kIcc | (3ull << ccmd::kCaigShift))) |
           (caig << ccmd::kCaigShift);
 }
@@ -241,6 +245,7 @@ void IommuHardware::WriteIotlb(uint64_t value) {
     }
     ++generation_;
   }
+  gate_.Drain();  // DR/DW: in-flight requests finish before completion
   iotlb_reg_ = (value & ~(iotlb_reg::kIvt | (3ull << iotlb_reg::kIaigShift))) |
                (iaig << iotlb_reg::kIaigShift);
 }
@@ -262,6 +267,12 @@ void IommuHardware::RecordFault(uint16_t sid, uint64_t iova, Access access,
 
 Translation IommuHardware::Translate(uint16_t sid, uint64_t iova,
                                      Access access) {
+  DmaGate::Scope in_flight(&gate_);
+  return TranslateInGate(sid, iova, access);
+}
+
+Translation IommuHardware::TranslateInGate(uint16_t sid, uint64_t iova,
+                                           Access access) {
   uint64_t root = 0;
   uint64_t gen = 0;
   std::optional<ContextEntry> cached_ce;
@@ -356,7 +367,7 @@ absl::Status IommuHardware::Dma(
     const uint64_t a = iova + done;
     const size_t chunk =
         std::min<uint64_t>(len - done, kPageSize - (a & (kPageSize - 1)));
-    const Translation t = Translate(sid, a, access);
+    const Translation t = TranslateInGate(sid, a, access);
     if (t.fault != FaultReason::kNone) {
       return absl::PermissionDeniedError(absl::StrFormat(
           "DMA %s by %02x:%02x.%d at IOVA 0x%x faulted: reason 0x%x (%s)",
@@ -377,6 +388,7 @@ absl::Status IommuHardware::Dma(
 
 absl::Status IommuHardware::DmaWrite(uint16_t sid, uint64_t iova,
                                      const void* data, size_t len) {
+  DmaGate::Scope in_flight(&gate_);  // translate and write as one request
   std::vector<std::pair<uint64_t, size_t>> pieces;
   if (absl::Status s = Dma(sid, iova, len, Access::kWrite, &pieces); !s.ok()) {
     return s;  // nothing written
@@ -391,6 +403,7 @@ absl::Status IommuHardware::DmaWrite(uint16_t sid, uint64_t iova,
 
 absl::Status IommuHardware::DmaRead(uint16_t sid, uint64_t iova, void* data,
                                     size_t len) {
+  DmaGate::Scope in_flight(&gate_);
   std::vector<std::pair<uint64_t, size_t>> pieces;
   if (absl::Status s = Dma(sid, iova, len, Access::kRead, &pieces); !s.ok()) {
     return s;

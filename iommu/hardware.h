@@ -12,9 +12,15 @@
 //   cache_mu_ : translation state seen by DMA (TE, the latched root-table
 //               pointer, context cache, IOTLB, the walk generation).
 //   fault_mu_ : fault recording registers and FSTS.PFO.
-//   Order: reg_mu_ → cache_mu_, reg_mu_ → fault_mu_. The DMA path takes
-//   cache_mu_ and fault_mu_ one at a time, never nested, and never holds a
-//   lock while walking tables in memory (walks read entries atomically).
+//   gate_     : DmaGate (atomics): every Translate/DMA is inside it for its
+//               whole duration; invalidations and SRTP drain it after
+//               updating the caches, so when a command completes no request
+//               using the old translation is still in flight.
+//   Order: reg_mu_ → cache_mu_, reg_mu_ → fault_mu_, reg_mu_ → gate_ drain
+//   (never while holding cache_mu_). The DMA path holds gate_ and takes
+//   cache_mu_ and fault_mu_ one at a time, never nested, never reg_mu_, and
+//   holds no mutex while walking tables in memory (walks read entries
+//   atomically).
 //   A walk that raced with an invalidation does not fill the caches: each
 //   invalidation or SRTP bumps a generation, and a walk only inserts if the
 //   generation it started under is still current.
@@ -30,6 +36,7 @@
 #include "absl/status/status.h"
 #include "hv/base/locks.h"
 #include "hv/mmio/mmio_device.h"
+#include "iommu/dma_gate.h"
 #include "iommu/iotlb.h"
 #include "iommu/phys_memory.h"
 #include "iommu/registers.h"
@@ -81,10 +88,12 @@ class IommuHardware : public hv::MmioDevice {
   void WriteIotlb(uint64_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(reg_mu_);
   void RecordFault(uint16_t sid, uint64_t iova, Access access,
                    FaultReason reason);
+  Translation TranslateInGate(uint16_t sid, uint64_t iova, Access access);
   absl::Status Dma(uint16_t sid, uint64_t iova, size_t len, Access access,
                    std::vector<std::pair<uint64_t, size_t>>* pieces);
 
   PhysMemory* const mem_;
+  DmaGate gate_;
 
   mutable hv::Mutex reg_mu_;
   uint64_t rtaddr_ ABSL_GUARDED_BY(reg_mu_) = 0;
