@@ -15,7 +15,8 @@ namespace {
 
 TEST(ConcurrencyTest, DmaWhileDriverRemaps) {
   auto env = *TestEnv::Create(8 << 20, 1024, 16);
-  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  auto drv =
+      *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
   const uint16_t stable_did = *drv->CreateDomain(4);
   const uint16_t stable_sid = MakeSid(1, 0), churn_sid = MakeSid(1, 1);
   ASSERT_TRUE(drv->Attach(stable_sid, stable_did).ok());
@@ -28,7 +29,8 @@ TEST(ConcurrencyTest, DmaWhileDriverRemaps) {
     uint64_t n = 0;
     while (!stop.load()) {
       const uint64_t iova = 0x100000 + (n % 16) * 0x1000;
-      if (!env->hw->DmaWrite(stable_sid, iova, &n, sizeof(n)).ok()) ++stable_errors;
+      if (!env->hw->DmaWrite(stable_sid, iova, &n, sizeof(n)).ok())
+        ++stable_errors;
       ++n;
     }
   });
@@ -36,11 +38,12 @@ TEST(ConcurrencyTest, DmaWhileDriverRemaps) {
     uint64_t n = 0;
     while (!stop.load()) {
       uint64_t v = 0;
-      const Translation t =
-          env->hw->Translate(churn_sid, 0x200000 + (n++ % 4) * 0x1000, Access::kRead);
+      const Translation t = env->hw->Translate(
+          churn_sid, 0x200000 + (n++ % 4) * 0x1000, Access::kRead);
       if (t.fault == FaultReason::kNone) {
         // Only ever one of the two targets the driver maps.
-        if ((t.hpa & ~0xffffull) != 0x300000 && (t.hpa & ~0xffffull) != 0x400000) {
+        if ((t.hpa & ~0xffffull) != 0x300000 &&
+            (t.hpa & ~0xffffull) != 0x400000) {
           ++stable_errors;
         }
         ++churn_ok;

@@ -4,9 +4,9 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "hv/base/status_macros.h"
+#include "iommu/page_set.h"
 #include "iommu/register_io.h"
 #include "iommu/walker.h"
 
@@ -57,7 +57,7 @@ class Copier {
   PhysMemory* const mem_;
   PageAllocator* const reserved_;
   CopyResult result_;
-  absl::flat_hash_set<uint64_t> seen_tables_;
+  PageSet seen_tables_{mem_->size()};
   absl::flat_hash_map<uint16_t, DomainState> by_did_;
 };
 
@@ -75,7 +75,7 @@ absl::StatusOr<const uint64_t*> Copier::OldTable(uint64_t hpa, const char* what,
         "crashed instance must never use",
         what, hpa, SidName(sid)));
   }
-  if (!seen_tables_.insert(hpa).second) {
+  if (!seen_tables_.Insert(hpa)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s at 0x%x (reached from %s) is referenced twice: a cycle or a "
         "table shared between trees",
@@ -132,7 +132,6 @@ absl::StatusOr<uint64_t> Copier::CopyTree(DomainState* d, uint16_t sid,
   if (deep) {
     HV_ASSIGN_OR_RETURN(new_table, NewPage(/*zero=*/false));
     dst = mem_->MutablePageWords(new_table);
-    std::memcpy(dst, src, kPageSize);  // leaves and not-present copied as is
   }
   const uint64_t entry_size = LevelPageSize(level);
   if (level == 1) {
@@ -140,13 +139,22 @@ absl::StatusOr<uint64_t> Copier::CopyTree(DomainState* d, uint16_t sid,
     // Fast path: a fully populated leaf table mapping one physically
     // contiguous 2 MiB block with identical flags (the common layout of a
     // large buffer). Entry i = entry 0 + i pages, so checking the first and
-    // last entry covers the reserved bits of all of them.
+    // last entry covers the reserved bits of all of them. The copy is fused
+    // into the same pass over the source.
     const uint64_t first = src[0];
-    if ((first & (SlPte::kRead | SlPte::kWrite)) != 0 && (first & rsv) == 0) {
-      bool contiguous = true;
+    bool contiguous = true;
+    if (deep) {
+      for (int i = 0; i < kEntriesPerTable; ++i) {
+        const uint64_t v = src[i];
+        dst[i] = v;
+        contiguous &= v == first + uint64_t(i) * kPageSize;
+      }
+    } else {
       for (int i = 1; i < kEntriesPerTable; ++i) {
         contiguous &= src[i] == first + uint64_t(i) * kPageSize;
       }
+    }
+    if ((first & (SlPte::kRead | SlPte::kWrite)) != 0 && (first & rsv) == 0) {
       const uint64_t last = src[kEntriesPerTable - 1];
       if (contiguous && (last & rsv) == 0 && last > first &&
           ((last ^ first) & ~kAddrMask) == 0) {
@@ -172,6 +180,9 @@ absl::StatusOr<uint64_t> Copier::CopyTree(DomainState* d, uint16_t sid,
     }
     return new_table;
   }
+  // Non-leaf: not-present and superpage entries are copied as is, table
+  // pointers are replaced below.
+  if (deep) std::memcpy(dst, src, kPageSize);
   for (int i = 0; i < kEntriesPerTable; ++i) {
     const SlPte e{src[i]};
     if (!e.present()) continue;

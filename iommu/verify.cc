@@ -1,12 +1,10 @@
 #include "iommu/verify.h"
 
-#include <cstring>
-
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "hv/base/status_macros.h"
 #include "iommu/formats.h"
+#include "iommu/page_set.h"
 #include "iommu/walker.h"
 
 namespace iommu {
@@ -33,7 +31,7 @@ class Verifier {
 
   const PhysMemory& mem_;
   VerifyReport report_;
-  absl::flat_hash_set<uint64_t> seen_old_, seen_new_;
+  PageSet seen_old_{mem_.size()}, seen_new_{mem_.size()};
   absl::flat_hash_map<uint64_t, uint64_t> verified_roots_;  // old → new
 };
 
@@ -45,7 +43,7 @@ absl::StatusOr<const uint64_t*> Verifier::Table(uint64_t hpa, bool is_new,
         absl::StrFormat("%s %s at 0x%x is outside physical memory",
                         is_new ? "new" : "old", what, hpa));
   }
-  if (!(is_new ? seen_new_ : seen_old_).insert(hpa).second) {
+  if (!(is_new ? seen_new_ : seen_old_).Insert(hpa)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s %s at 0x%x is reached twice", is_new ? "new" : "old", what, hpa));
   }
@@ -61,13 +59,18 @@ absl::Status Verifier::CompareTree(uint16_t sid, uint64_t o_table,
   HV_ASSIGN_OR_RETURN(const uint64_t* n, Table(n_table, true, "page table"));
   ++report_.page_tables_compared;
   const uint64_t entry_size = LevelPageSize(level);
-  if (level == 1 && std::memcmp(o, n, kPageSize) == 0) {
-    // Identical leaf tables translate identically; just count.
-    uint64_t present = 0;
-    for (int i = 0; i < kEntriesPerTable; ++i) present += (o[i] & 3) != 0;
-    report_.leaf_entries += present;
-    report_.bytes_mapped += present * entry_size;
-    return absl::OkStatus();
+  if (level == 1) {
+    // One pass: identical leaf tables translate identically; count them.
+    uint64_t diff = 0, present = 0;
+    for (int i = 0; i < kEntriesPerTable; ++i) {
+      diff |= o[i] ^ n[i];
+      present += (o[i] & 3) != 0;
+    }
+    if (diff == 0) {
+      report_.leaf_entries += present;
+      report_.bytes_mapped += present * entry_size;
+      return absl::OkStatus();
+    }
   }
   for (int i = 0; i < kEntriesPerTable; ++i) {
     const SlPte oe{o[i]}, ne{n[i]};
