@@ -312,3 +312,29 @@ TEST_F(HardwareTest, TranslationDisabledPassesThrough) {
 
 }  // namespace
 }  // namespace iommu
+
+namespace iommu {
+namespace {
+
+// The process split of DESIGN §2: the hardware reads tables through its own
+// mapping of the memfd (hwsim), the driver writes through another (hvd).
+TEST(SplitProcessTest, DriverAndHardwareOnSeparateMappings) {
+  auto hwsim_mem = *PhysMemory::Create(4 << 20);
+  auto hvd_mem = *PhysMemory::FromFd(hwsim_mem->fd(), 4 << 20);
+  IommuHardware hw(hwsim_mem.get());
+  auto pool = *PageAllocator::Create(hvd_mem.get(), 2 << 20, 1 << 20);
+  auto drv = IommuDriver::Create(hvd_mem.get(), &hw, pool.get());
+  ASSERT_TRUE(drv.ok()) << drv.status();
+  const uint16_t did = *(*drv)->CreateDomain(3);
+  ASSERT_TRUE((*drv)->Attach(kSid, did).ok());
+  ASSERT_TRUE((*drv)->Map(did, 0x5000, 0x9000, 0x1000, kPermW).ok());
+  const uint64_t v = 0xabcdef;
+  ASSERT_TRUE(hw.DmaWrite(kSid, 0x5008, &v, sizeof(v)).ok());
+  EXPECT_EQ(*hvd_mem->Load64(0x9008), v);
+  ASSERT_TRUE((*drv)->Unmap(did, 0x5000, 0x1000).ok());
+  EXPECT_EQ(hw.DmaWrite(kSid, 0x5008, &v, sizeof(v)).code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace iommu

@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "iommu/formats.h"
+#include "iommu/phys_memory.h"
 
 namespace iommu {
 namespace {
@@ -35,6 +36,28 @@ TEST(PageAllocatorTest, AllocatesZeroedPagesInsideItsWindowOnly) {
   EXPECT_FALSE((*mem)->Load64(64 * kPageSize).ok());
   EXPECT_FALSE((*mem)->Load64(4).ok());
   EXPECT_EQ((*mem)->PageWords(64 * kPageSize), nullptr);
+}
+
+}  // namespace
+}  // namespace iommu
+
+namespace iommu {
+namespace {
+
+// hwsim owns the memfd; hvd maps the same fd: both views see the same bytes.
+TEST(PhysMemoryTest, SharedMemfdViews) {
+  auto owner = PhysMemory::Create(16 * kPageSize);
+  ASSERT_TRUE(owner.ok());
+  auto view = PhysMemory::FromFd((*owner)->fd(), 16 * kPageSize);
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_TRUE((*view)->Store64(3 * kPageSize + 16, 0x1234).ok());
+  EXPECT_EQ(*(*owner)->Load64(3 * kPageSize + 16), 0x1234u);
+  const char msg[] = "dma";
+  ASSERT_TRUE((*owner)->Write(5 * kPageSize, msg, sizeof(msg)).ok());
+  char back[sizeof(msg)];
+  ASSERT_TRUE((*view)->Read(5 * kPageSize, back, sizeof(back)).ok());
+  EXPECT_STREQ(back, msg);
+  EXPECT_FALSE((*view)->Write(16 * kPageSize - 2, msg, sizeof(msg)).ok());
 }
 
 }  // namespace
