@@ -1,6 +1,7 @@
 #include "iommu/driver.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_format.h"
 #include "hv/base/status_macros.h"
@@ -380,7 +381,50 @@ absl::Status IommuDriver::Unmap(uint16_t did, uint64_t iova, uint64_t size) {
     a += w.page_size;
   }
   HV_RETURN_IF_ERROR(ClearRangeLocked(*d, iova, size));
-  return io_.InvalidateIotlbRange(did, iova, size);
+  HV_RETURN_IF_ERROR(io_.InvalidateIotlbRange(did, iova, size));
+  std::vector<uint64_t> unlinked;
+  UnlinkEmptyTablesLocked(d->root, d->levels, 0, iova, size, &unlinked);
+  if (!unlinked.empty()) {
+    // The invalidation drains in-flight requests: after it, no walk can
+    // still be reading an unlinked page, so it can be reused.
+    HV_RETURN_IF_ERROR(io_.InvalidateIotlbRange(did, iova, size));
+    for (uint64_t page : unlinked) (void)pages_->Free(page);
+  }
+  return absl::OkStatus();
+}
+
+void IommuDriver::UnlinkEmptyTablesLocked(uint64_t table, int level,
+                                          uint64_t base, uint64_t iova,
+                                          uint64_t size,
+                                          std::vector<uint64_t>* unlinked) {
+  if (level == 1) return;
+  const uint64_t span = LevelPageSize(level);
+  const uint64_t end = iova + size - 1;  // inclusive: no overflow at the top
+  const int first = iova <= base ? 0 : static_cast<int>((iova - base) / span);
+  const int last = static_cast<int>(
+      std::min<uint64_t>((end - base) / span, kEntriesPerTable - 1));
+  for (int i = first; i <= last; ++i) {
+    const uint64_t slot = table + i * sizeof(SlPte);
+    auto v = mem_->Load64(slot);
+    if (!v.ok()) return;
+    const SlPte e{*v};
+    if (!e.present() || e.ps()) continue;
+    const uint64_t child_base = base + i * span;
+    UnlinkEmptyTablesLocked(e.addr(), level - 1, child_base, iova, size,
+                            unlinked);
+    const uint64_t* words = mem_->PageWords(e.addr());
+    if (words == nullptr) continue;
+    bool empty = true;
+    for (int j = 0; j < kEntriesPerTable && empty; ++j) {
+      empty = (std::atomic_ref<const uint64_t>(words[j]).load(
+                   std::memory_order_acquire) &
+               (SlPte::kRead | SlPte::kWrite)) == 0;
+    }
+    if (empty) {
+      (void)mem_->Store64(slot, 0);
+      unlinked->push_back(e.addr());
+    }
+  }
 }
 
 absl::StatusOr<uint64_t> IommuDriver::AllocIova(uint16_t did, uint64_t size,

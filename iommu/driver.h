@@ -7,7 +7,9 @@
 // IOVA, HPA and length allow. Invalidation order (VT-d §6.5, §6.1):
 //   detach: clear context entry → context-cache flush (device) → IOTLB flush
 //           (domain);
-//   unmap : clear leaf entries → IOTLB flush (page-selective range);
+//   unmap : clear leaf entries → IOTLB flush (page-selective range); then
+//           unlink page-table pages left empty → IOTLB flush again (its
+//           drain guarantees no walk still reads them) → free them;
 //   map   : none needed (CAP.CM = 0: not-present entries are never cached).
 //
 // Locks: mu_ guards all driver state and serializes table updates and
@@ -121,6 +123,12 @@ class IommuDriver {
   absl::Status ClearRangeLocked(const Domain& d, uint64_t iova, uint64_t size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeTablesLocked(uint64_t table, int level)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unlinks page-table pages under [iova, iova + size) that hold no present
+  // entry any more; appends them to `unlinked` (freed after a flush).
+  void UnlinkEmptyTablesLocked(uint64_t table, int level, uint64_t base,
+                               uint64_t iova, uint64_t size,
+                               std::vector<uint64_t>* unlinked)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   PhysMemory* const mem_;

@@ -34,7 +34,11 @@ TEST_F(DriverTest, MapUnmapAndChoosesSuperpages) {
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(driver_->Unmap(did, 0x1ff000, 0x2000).code(),
             absl::StatusCode::kInvalidArgument);  // would split the 2 MiB page
+  const uint64_t before_map = env_->pool->allocated_pages();
   ASSERT_TRUE(driver_->Unmap(did, 0x1ff000, 0x202000).ok());
+  // The two level-1 tables became empty and were freed (the level-3 and
+  // level-2 tables too: nothing else is mapped under them).
+  EXPECT_EQ(env_->pool->allocated_pages(), before_map - 4);
   EXPECT_EQ(env_->hw->Translate(sid, 0x200000, Access::kRead).fault,
             FaultReason::kReadNotPermitted);
   EXPECT_EQ(driver_->Unmap(did, 0x1ff000, 0x1000).code(),
