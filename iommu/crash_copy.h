@@ -98,7 +98,12 @@ struct RecoveryReport {
 
 // The whole takeover: read RTADDR (FailedPrecondition if translation is not
 // enabled: nothing to recover), copy, verify old vs new, switch. If copy or
-// verify fails, nothing is installed and the reserved pages are freed.
+// verify fails, nothing is installed and the reserved pages are freed. If
+// the switch itself fails (register access error) the copy is left
+// allocated, since the hardware may already have latched it; the old and
+// new tables translate identically, so either state is safe to retry from.
+// hvd must run this (not IommuDriver::Create) whenever GSTS.TES is set at
+// startup: Create would switch live devices to empty tables.
 [[nodiscard]] absl::StatusOr<RecoveryReport> RecoverTables(
     PhysMemory* mem, hv::MmioDevice* regs, PageAllocator* reserved,
     CopyStrategy strategy);

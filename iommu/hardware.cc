@@ -44,6 +44,7 @@ absl::Status IommuHardware::Write(const hv::MmioContext&, uint64_t offset,
 
 absl::Status IommuHardware::ReadLocked(uint64_t offset, uint8_t size,
                                        uint64_t* value) {
+  if (size != 4 && size != 8) return BadWidth(offset, size);
   if (offset >= kRegisterWindowSize || offset % size != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("IOMMU register offset 0x%x out of window", offset));
@@ -112,6 +113,7 @@ absl::Status IommuHardware::ReadLocked(uint64_t offset, uint8_t size,
 
 absl::Status IommuHardware::WriteLocked(uint64_t offset, uint8_t size,
                                         uint64_t value) {
+  if (size != 4 && size != 8) return BadWidth(offset, size);
   if (offset >= kRegisterWindowSize || offset % size != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("IOMMU register offset 0x%x out of window", offset));

@@ -82,6 +82,9 @@ TEST_F(HardwareTest, RegistersAdvertiseCapabilities) {
   EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kCap), 4, &v).ok());
   EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kGsts), 8, &v).ok());
   EXPECT_FALSE(env_->hw->Read({}, kRegisterWindowSize, 4, &v).ok());
+  EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kGsts), 0, &v).ok());
+  EXPECT_FALSE(env_->hw->Write({}, RegOffset(Reg::kGcmd), 2, 0).ok());
+  EXPECT_FALSE(env_->hw->Write({}, RegOffset(Reg::kRtaddr) + 4, 4, 0).ok());
 }
 
 TEST_F(HardwareTest, TranslatesAndDmaLandsInMemory) {
