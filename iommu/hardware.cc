@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_format.h"
+#include "hv/base/status_macros.h"
 
 namespace iommu {
 namespace {
@@ -48,6 +49,13 @@ absl::Status IommuHardware::ReadLocked(uint64_t offset, uint8_t size,
   if (offset >= kRegisterWindowSize || offset % size != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("IOMMU register offset 0x%x out of window", offset));
+  }
+  // §10.2: 64-bit registers may also be accessed as aligned dwords.
+  if (size == 4 && Is64BitReg(offset & ~7ull)) {
+    uint64_t full = 0;
+    HV_RETURN_IF_ERROR(ReadLocked(offset & ~7ull, 8, &full));
+    *value = (offset & 4) ? full >> 32 : full & 0xffffffff;
+    return absl::OkStatus();
   }
   const bool wide = Is64BitReg(offset);
   if ((wide && size != 8) || (!wide && size != 4)) {
@@ -117,6 +125,26 @@ absl::Status IommuHardware::WriteLocked(uint64_t offset, uint8_t size,
   if (offset >= kRegisterWindowSize || offset % size != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("IOMMU register offset 0x%x out of window", offset));
+  }
+  // §10.2: dword halves of 64-bit registers. The command registers (CCMD,
+  // IOTLB) act when their upper dword (ICC/IVT) is written; a lower-dword
+  // write only updates the stored value.
+  if (size == 4 && Is64BitReg(offset & ~7ull)) {
+    const uint64_t base = offset & ~7ull;
+    uint64_t cur = 0;
+    HV_RETURN_IF_ERROR(ReadLocked(base, 8, &cur));
+    const uint64_t merged = (offset & 4)
+                                ? (cur & 0xffffffffull) | (value << 32)
+                                : (cur & ~0xffffffffull) | (value & 0xffffffff);
+    if ((offset & 4) == 0 && base == RegOffset(Reg::kCcmd)) {
+      ccmd_ = merged;
+      return absl::OkStatus();
+    }
+    if ((offset & 4) == 0 && base == RegOffset(Reg::kIotlb)) {
+      iotlb_reg_ = merged;
+      return absl::OkStatus();
+    }
+    return WriteLocked(base, 8, merged);
   }
   const bool wide = Is64BitReg(offset);
   if ((wide && size != 8) || (!wide && size != 4)) {

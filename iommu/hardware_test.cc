@@ -79,12 +79,32 @@ TEST_F(HardwareTest, RegistersAdvertiseCapabilities) {
   EXPECT_NE(gsts & gsts::kRtps, 0u);
   EXPECT_EQ(*io.Read64(Reg::kRtaddr), driver_->root_table());
   uint64_t v;
-  EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kCap), 4, &v).ok());
+  ASSERT_TRUE(env_->hw->Read({}, RegOffset(Reg::kCap), 4, &v).ok());
+  EXPECT_EQ(v, kCapValue & 0xffffffff);
+  EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kCap), 2, &v).ok());
   EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kGsts), 8, &v).ok());
   EXPECT_FALSE(env_->hw->Read({}, kRegisterWindowSize, 4, &v).ok());
   EXPECT_FALSE(env_->hw->Read({}, RegOffset(Reg::kGsts), 0, &v).ok());
   EXPECT_FALSE(env_->hw->Write({}, RegOffset(Reg::kGcmd), 2, 0).ok());
-  EXPECT_FALSE(env_->hw->Write({}, RegOffset(Reg::kRtaddr) + 4, 4, 0).ok());
+  EXPECT_FALSE(env_->hw->Write({}, RegOffset(Reg::kRtaddr) + 2, 4, 0).ok());
+  // Dword access to 64-bit registers (§10.2).
+  ASSERT_TRUE(env_->hw->Read({}, RegOffset(Reg::kCap) + 4, 4, &v).ok());
+  EXPECT_EQ(v, kCapValue >> 32);
+  const uint64_t rt = driver_->root_table();
+  ASSERT_TRUE(env_->hw->Write({}, RegOffset(Reg::kRtaddr), 4, 0x5000).ok());
+  ASSERT_TRUE(env_->hw->Write({}, RegOffset(Reg::kRtaddr) + 4, 4, 1).ok());
+  EXPECT_EQ(*io.Read64(Reg::kRtaddr), 0x100005000u);
+  ASSERT_TRUE(io.Write64(Reg::kRtaddr, rt).ok());
+  // A global IOTLB invalidation issued as two dwords: acts on the upper one.
+  const uint64_t cmd =
+      iotlb_reg::kIvt | (iotlb_reg::kGlobal << iotlb_reg::kIirgShift);
+  ASSERT_TRUE(
+      env_->hw->Write({}, RegOffset(Reg::kIotlb), 4, cmd & 0xffffffff).ok());
+  ASSERT_TRUE(
+      env_->hw->Write({}, RegOffset(Reg::kIotlb) + 4, 4, cmd >> 32).ok());
+  const uint64_t done = *io.Read64(Reg::kIotlb);
+  EXPECT_EQ(done & iotlb_reg::kIvt, 0u);
+  EXPECT_EQ((done >> iotlb_reg::kIaigShift) & 3, iotlb_reg::kGlobal);
 }
 
 TEST_F(HardwareTest, TranslatesAndDmaLandsInMemory) {
