@@ -34,5 +34,24 @@ TEST(TableDumpTest, PerDeviceRangesMerged) {
   EXPECT_EQ(one[0].context.tt(), TranslationType::kPassThrough);
 }
 
+TEST(TableDumpTest, MalformedTablesReportedNotFollowed) {
+  auto env = *TestEnv::Create(1 << 20, 64, 16);
+  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  const uint16_t did = *drv->CreateDomain(3);
+  const uint16_t sid = MakeSid(2, 0);
+  ASSERT_TRUE(drv->Attach(sid, did).ok());
+  ASSERT_TRUE(drv->Map(did, 0x1000, 0x1000, 0x1000, kPermRW).ok());
+  const uint64_t re = *env->mem->Load64(drv->root_table() + 2 * 16);
+  const uint64_t ctx = RootEntry{re, 0}.ctp();
+  const uint64_t slpt = *env->mem->Load64(ctx) & kAddrMask;
+  // Entry 3 of the level-3 table points back at the level-3 table.
+  ASSERT_TRUE(env->mem->Store64(slpt + 3 * 8, slpt | kPermRW).ok());
+  auto devs = DumpTables(*env->mem, drv->root_table(), sid);
+  ASSERT_EQ(devs.size(), 1u);
+  EXPECT_NE(devs[0].error.find("reached twice"), std::string::npos)
+      << devs[0].error;
+  EXPECT_NE(FormatDump(devs).find("ERROR"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace iommu
