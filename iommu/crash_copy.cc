@@ -102,8 +102,9 @@ void Copier::FlushRun(DomainState* d) {
 void Copier::AddLeaf(DomainState* d, uint64_t iova, uint64_t hpa, uint64_t size,
                      uint8_t perms) {
   MappedRange& r = d->run;
-  if (r.size != 0 && r.iova + r.size == iova && r.hpa + r.size == hpa &&
-      r.page_size == size && r.perms == perms) {
+  if (r.size != 0 && r.iova + r.size == iova && r.page_size == size &&
+      r.perms == perms) {
+    r.hpa_contiguous &= r.hpa + r.size == hpa;
     r.size += size;
   } else {
     FlushRun(d);
@@ -112,7 +113,8 @@ void Copier::AddLeaf(DomainState* d, uint64_t iova, uint64_t hpa, uint64_t size,
                     hpa,
                     size,
                     size,
-                    perms};
+                    perms,
+                    true};
   }
   ++result_.stats.leaf_entries;
   result_.stats.bytes_mapped += size;
@@ -167,17 +169,36 @@ absl::StatusOr<uint64_t> Copier::CopyTree(DomainState* d, uint16_t sid,
         return new_table;
       }
     }
+    // Per-entry path, with the current run kept in locals.
+    const uint16_t did = result_.domains[d->index].did;
+    MappedRange run = d->run;
+    uint64_t leaves = 0;
     for (int i = 0; i < kEntriesPerTable; ++i) {
       const uint64_t v = src[i];
       if ((v & (SlPte::kRead | SlPte::kWrite)) == 0) continue;
+      const uint64_t iova = base_iova + i * kPageSize;
       if ((v & rsv) != 0) {
+        d->run = run;
         return absl::InvalidArgumentError(absl::StrFormat(
-            "PTE 0x%x for IOVA 0x%x (DID %d) has reserved bits set", v,
-            base_iova + i * entry_size, result_.domains[d->index].did));
+            "PTE 0x%x for IOVA 0x%x (DID %d) has reserved bits set", v, iova,
+            did));
       }
-      AddLeaf(d, base_iova + i * entry_size, v & kAddrMask, entry_size,
-              static_cast<uint8_t>(perms & v & kPermRW));
+      const uint64_t hpa = v & kAddrMask;
+      const uint8_t p = static_cast<uint8_t>(perms & v & kPermRW);
+      ++leaves;
+      if (run.size != 0 && run.iova + run.size == iova &&
+          run.page_size == kPageSize && run.perms == p) {
+        run.hpa_contiguous &= run.hpa + run.size == hpa;
+        run.size += kPageSize;
+        continue;
+      }
+      d->run = run;
+      FlushRun(d);
+      run = MappedRange{did, iova, hpa, kPageSize, kPageSize, p, true};
     }
+    d->run = run;
+    result_.stats.leaf_entries += leaves;
+    result_.stats.bytes_mapped += leaves * kPageSize;
     return new_table;
   }
   // Non-leaf: not-present and superpage entries are copied as is, table

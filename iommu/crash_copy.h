@@ -44,7 +44,9 @@ namespace iommu {
 enum class CopyStrategy { kDeepCopy, kKeepPageTables };
 
 // A maximal run of mapped IOVA space in one domain with the same page size
-// and effective permissions, physically contiguous.
+// and effective permissions (one IOVA reservation each). `hpa` is the first
+// page's address; hpa_contiguous says whether the whole run is also
+// physically contiguous (hpa .. hpa + size).
 struct MappedRange {
   uint16_t did = 0;
   uint64_t iova = 0;
@@ -52,6 +54,7 @@ struct MappedRange {
   uint64_t size = 0;
   uint64_t page_size = 0;
   uint8_t perms = kPermNone;
+  bool hpa_contiguous = true;
 };
 
 struct CopyStats {

@@ -36,7 +36,8 @@ TEST(TableDumpTest, PerDeviceRangesMerged) {
 
 TEST(TableDumpTest, MalformedTablesReportedNotFollowed) {
   auto env = *TestEnv::Create(1 << 20, 64, 16);
-  auto drv = *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
+  auto drv =
+      *IommuDriver::Create(env->mem.get(), env->hw.get(), env->pool.get());
   const uint16_t did = *drv->CreateDomain(3);
   const uint16_t sid = MakeSid(2, 0);
   ASSERT_TRUE(drv->Attach(sid, did).ok());
