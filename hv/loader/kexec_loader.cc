@@ -81,6 +81,7 @@ absl::Status KexecLoader::LoadLocked(Slot slot, const Image& image) {
     policy.reserved = crash_region_;
   }
   HV_RETURN_IF_ERROR(ValidateImage(image, *memory_, policy));
+  if (load_hook_) load_hook_();
 
   // Validation passed: from here on guest memory changes. The old image in
   // this slot is gone as soon as the first byte is written (as the kernel

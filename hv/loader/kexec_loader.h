@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -115,6 +116,13 @@ class KexecLoader {
   [[nodiscard]] absl::StatusOr<CrashJump> PrepareCrashJump(
       absl::Span<const VcpuDump> vcpus);
 
+  // Test seam: called by Load() with the kexec lock held, after validation
+  // and before the first byte is copied, so tests can hold the lock
+  // deterministically. Set it before any concurrent use; not for production.
+  void SetLoadHookForTesting(std::function<void()> hook) {
+    load_hook_ = std::move(hook);
+  }
+
   const GpaRange& crash_region() const { return crash_region_; }
   GuestMemory* memory() const { return memory_; }
 
@@ -134,6 +142,7 @@ class KexecLoader {
   // The kexec trylock. Only TryLock() is ever called on it: nothing waits.
   SpinLock kexec_lock_;
   std::atomic<bool> crashed_{false};
+  std::function<void()> load_hook_;  // immutable once threads use the loader
   std::optional<LoadedImage> normal_ ABSL_GUARDED_BY(kexec_lock_);
   std::optional<LoadedImage> crash_ ABSL_GUARDED_BY(kexec_lock_);
 };
