@@ -1,6 +1,11 @@
 #include "hv/loader/sha256.h"
 
 #include <algorithm>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 #include <cstring>
 
 #include "absl/strings/escaping.h"
@@ -54,12 +59,90 @@ uint32_t LoadBe32(const uint8_t* p) {
          (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
+#if defined(__x86_64__)
+// The same §6.2.2 computation with the SHA extensions: state kept as ABEF /
+// CDGH vectors, SHA256RNDS2 runs two rounds, SHA256MSG1/MSG2 compute the
+// message schedule Wt (§6.2.2 step 1) four words at a time.
+__attribute__((target("sha,sse4.1,ssse3"))) void CompressShaNi(
+    std::array<uint32_t, 8>* h, const uint8_t* blocks, size_t count) {
+  const __m128i kByteSwap =
+      _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&(*h)[0]));
+  __m128i state1 =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(&(*h)[4]));
+  tmp = _mm_shuffle_epi32(tmp, 0xB1);              // CDAB
+  state1 = _mm_shuffle_epi32(state1, 0x1B);        // EFGH
+  __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);  // ABEF
+  state1 = _mm_blend_epi16(state1, tmp, 0xF0);       // CDGH
+  for (size_t b = 0; b < count; ++b, blocks += 64) {
+    const __m128i abef_save = state0;
+    const __m128i cdgh_save = state1;
+    __m128i w[4];
+    for (int g = 0; g < 16; ++g) {  // four rounds per iteration
+      if (g < 4) {
+        w[g] = _mm_shuffle_epi8(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 16 * g)),
+            kByteSwap);
+      }
+      __m128i msg = _mm_add_epi32(
+          w[g % 4],
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(&kK[4 * g])));
+      state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+      if (g >= 3 && g <= 14) {
+        // W[g+1] = MSG2(MSG1(W[g-3], W[g-2]) + alignr(W[g], W[g-1]), W[g]).
+        __m128i next = _mm_add_epi32(
+            w[(g + 1) % 4], _mm_alignr_epi8(w[g % 4], w[(g + 3) % 4], 4));
+        w[(g + 1) % 4] = _mm_sha256msg2_epu32(next, w[g % 4]);
+      }
+      msg = _mm_shuffle_epi32(msg, 0x0E);
+      state0 = _mm_sha256rnds2_epu32(state0, state1, msg);
+      if (g >= 1 && g <= 12) {
+        w[(g + 3) % 4] = _mm_sha256msg1_epu32(w[(g + 3) % 4], w[g % 4]);
+      }
+    }
+    state0 = _mm_add_epi32(state0, abef_save);
+    state1 = _mm_add_epi32(state1, cdgh_save);
+  }
+  tmp = _mm_shuffle_epi32(state0, 0x1B);        // FEBA
+  state1 = _mm_shuffle_epi32(state1, 0xB1);     // DCHG
+  state0 = _mm_blend_epi16(tmp, state1, 0xF0);  // DCBA
+  state1 = _mm_alignr_epi8(state1, tmp, 8);     // ABEF → HGFE
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&(*h)[0]), state0);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&(*h)[4]), state1);
+}
+#endif
+
+bool DetectShaNi() {
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool ssse3 = c & (1u << 9), sse41 = c & (1u << 19);
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return ssse3 && sse41 && (b & (1u << 29));
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
-Sha256::Sha256() : h_(kH0) {}
+bool Sha256HaveShaNi() {
+  static const bool have = DetectShaNi();
+  return have;
+}
+
+Sha256::Sha256(Sha256Impl impl)
+    : h_(kH0),
+      use_sha_ni_(impl != Sha256Impl::kPortable && Sha256HaveShaNi()) {}
 
 // §6.2.2 steps 1-4 for each 512-bit block.
 void Sha256::Compress(const uint8_t* blocks, size_t count) {
+#if defined(__x86_64__)
+  if (use_sha_ni_) {
+    CompressShaNi(&h_, blocks, count);
+    return;
+  }
+#endif
   for (size_t b = 0; b < count; ++b, blocks += 64) {
     uint32_t w[64];
     for (int t = 0; t < 16; ++t) w[t] = LoadBe32(blocks + 4 * t);

@@ -18,9 +18,19 @@ namespace hv::loader {
 
 using Sha256Digest = std::array<uint8_t, 32>;
 
+// Which compression function to run. kAuto picks the x86 SHA extensions
+// (SHA-NI: SHA256RNDS2/MSG1/MSG2) when the CPU has them, else the portable
+// code. Both compute the same function; tests check them against each other.
+enum class Sha256Impl { kAuto, kPortable, kShaNi };
+
+// True if this CPU supports the SHA-NI path (CPUID.7.0:EBX.SHA[bit 29] plus
+// SSSE3/SSE4.1).
+bool Sha256HaveShaNi();
+
 class Sha256 {
  public:
-  Sha256();
+  // kShaNi on a CPU without SHA-NI falls back to the portable code.
+  explicit Sha256(Sha256Impl impl = Sha256Impl::kAuto);
   // Appends `data` to the message (any length, any number of calls).
   void Update(absl::Span<const uint8_t> data);
   // Pads (§5.1.1), processes the final block(s) and returns H(N) (§6.2.2).
@@ -31,6 +41,7 @@ class Sha256 {
   void Compress(const uint8_t* blocks, size_t count);
 
   std::array<uint32_t, 8> h_;
+  bool use_sha_ni_;
   std::array<uint8_t, 64> buffer_;
   size_t buffered_ = 0;
   uint64_t total_bytes_ = 0;
