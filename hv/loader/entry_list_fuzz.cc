@@ -1,5 +1,5 @@
 // libFuzzer target: guest kexec entry lists. The input becomes up to four
-// indirection pages in a 64-page guest; entries are decoded so that most are
+// indirection pages in a 32-page guest; entries are decoded so that most are
 // plausible (page numbers near RAM, one flag) or, in raw mode, taken as-is.
 // Invariants: parsing never writes; an accepted plan, executed, leaves every
 // destination equal to its source's original page, every other page and the
@@ -18,12 +18,24 @@ namespace {
 using hv::GuestMemory;
 using namespace hv::loader;
 
-constexpr uint64_t kPages = 64;
+constexpr uint64_t kPages = 32;
 constexpr uint64_t kRam = kPages * kPageSize;
-constexpr GpaRange kCrash{56 * kPageSize, 8 * kPageSize};
+constexpr GpaRange kCrash{28 * kPageSize, 4 * kPageSize};
 
 void Check(bool ok) {
   if (!ok) std::abort();
+}
+
+// Initial guest contents: every page distinct.
+const std::vector<uint8_t>& Initial() {
+  static const auto* v = [] {
+    auto* out = new std::vector<uint8_t>(kRam);
+    for (uint64_t i = 0; i < kRam; ++i) {
+      (*out)[i] = static_cast<uint8_t>((i / kPageSize) * 13 + i % 251);
+    }
+    return out;
+  }();
+  return *v;
 }
 
 GuestMemory* Memory() {
@@ -38,9 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   GuestMemory* mem = Memory();
   auto span = mem->HostSpan(0, kRam);
   Check(span.ok());
-  for (uint64_t i = 0; i < kRam; ++i) {
-    (*span)[i] = static_cast<uint8_t>((i / kPageSize) * 13 + i % 251);
-  }
+  std::memcpy(span->data(), Initial().data(), kRam);
   const bool raw = data[0] & 0x80;
   const uint64_t head_page = 1 + data[0] % 4;
   std::vector<uint64_t> entries;
