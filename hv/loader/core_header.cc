@@ -4,10 +4,10 @@
 
 #include <cstring>
 #include <optional>
-#include "absl/strings/string_view.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace hv::loader {
 namespace {
@@ -68,25 +68,63 @@ ElfPrstatus ToPrstatus(const VcpuDump& v) {
   ElfPrstatus p{};
   p.pr_pid = static_cast<int32_t>(v.vcpu_id + 1);
   const X86VcpuState& s = v.state;
-  p.r15 = s.r15; p.r14 = s.r14; p.r13 = s.r13; p.r12 = s.r12;
-  p.rbp = s.rbp; p.rbx = s.rbx; p.r11 = s.r11; p.r10 = s.r10;
-  p.r9 = s.r9; p.r8 = s.r8; p.rax = s.rax; p.rcx = s.rcx; p.rdx = s.rdx;
-  p.rsi = s.rsi; p.rdi = s.rdi; p.orig_rax = UINT64_MAX; p.rip = s.rip;
-  p.cs = s.cs; p.eflags = s.rflags; p.rsp = s.rsp; p.ss = s.ss;
-  p.fs_base = s.fs_base; p.gs_base = s.gs_base;
-  p.ds = s.ds; p.es = s.es; p.fs = s.fs; p.gs = s.gs;
+  p.r15 = s.r15;
+  p.r14 = s.r14;
+  p.r13 = s.r13;
+  p.r12 = s.r12;
+  p.rbp = s.rbp;
+  p.rbx = s.rbx;
+  p.r11 = s.r11;
+  p.r10 = s.r10;
+  p.r9 = s.r9;
+  p.r8 = s.r8;
+  p.rax = s.rax;
+  p.rcx = s.rcx;
+  p.rdx = s.rdx;
+  p.rsi = s.rsi;
+  p.rdi = s.rdi;
+  p.orig_rax = UINT64_MAX;
+  p.rip = s.rip;
+  p.cs = s.cs;
+  p.eflags = s.rflags;
+  p.rsp = s.rsp;
+  p.ss = s.ss;
+  p.fs_base = s.fs_base;
+  p.gs_base = s.gs_base;
+  p.ds = s.ds;
+  p.es = s.es;
+  p.fs = s.fs;
+  p.gs = s.gs;
   return p;
 }
 
 void FromPrstatus(const ElfPrstatus& p, X86VcpuState* s) {
-  s->r15 = p.r15; s->r14 = p.r14; s->r13 = p.r13; s->r12 = p.r12;
-  s->rbp = p.rbp; s->rbx = p.rbx; s->r11 = p.r11; s->r10 = p.r10;
-  s->r9 = p.r9; s->r8 = p.r8; s->rax = p.rax; s->rcx = p.rcx; s->rdx = p.rdx;
-  s->rsi = p.rsi; s->rdi = p.rdi; s->rip = p.rip; s->rflags = p.eflags;
-  s->rsp = p.rsp; s->fs_base = p.fs_base; s->gs_base = p.gs_base;
-  s->cs = static_cast<uint16_t>(p.cs); s->ss = static_cast<uint16_t>(p.ss);
-  s->ds = static_cast<uint16_t>(p.ds); s->es = static_cast<uint16_t>(p.es);
-  s->fs = static_cast<uint16_t>(p.fs); s->gs = static_cast<uint16_t>(p.gs);
+  s->r15 = p.r15;
+  s->r14 = p.r14;
+  s->r13 = p.r13;
+  s->r12 = p.r12;
+  s->rbp = p.rbp;
+  s->rbx = p.rbx;
+  s->r11 = p.r11;
+  s->r10 = p.r10;
+  s->r9 = p.r9;
+  s->r8 = p.r8;
+  s->rax = p.rax;
+  s->rcx = p.rcx;
+  s->rdx = p.rdx;
+  s->rsi = p.rsi;
+  s->rdi = p.rdi;
+  s->rip = p.rip;
+  s->rflags = p.eflags;
+  s->rsp = p.rsp;
+  s->fs_base = p.fs_base;
+  s->gs_base = p.gs_base;
+  s->cs = static_cast<uint16_t>(p.cs);
+  s->ss = static_cast<uint16_t>(p.ss);
+  s->ds = static_cast<uint16_t>(p.ds);
+  s->es = static_cast<uint16_t>(p.es);
+  s->fs = static_cast<uint16_t>(p.fs);
+  s->gs = static_cast<uint16_t>(p.gs);
 }
 
 }  // namespace
@@ -103,15 +141,16 @@ absl::StatusOr<std::vector<uint8_t>> BuildCoreHeader(
                                kMaxCoreRanges));
   }
   if (core.vcpus.size() > kMaxCoreVcpus) {
-    return Bad(absl::StrFormat("%u vCPUs > %u", core.vcpus.size(),
-                               kMaxCoreVcpus));
+    return Bad(
+        absl::StrFormat("%u vCPUs > %u", core.vcpus.size(), kMaxCoreVcpus));
   }
   for (const GpaRange& r : core.preserved) {
     if (r.empty() || r.base + r.size < r.base) {
       return Bad(absl::StrFormat("bad range [0x%x, +0x%x)", r.base, r.size));
     }
   }
-  const uint64_t total = CoreHeaderSize(core.preserved.size(), core.vcpus.size());
+  const uint64_t total =
+      CoreHeaderSize(core.preserved.size(), core.vcpus.size());
   if (header_gpa + total < header_gpa) return Bad("header placement wraps");
   const uint64_t notes_off =
       sizeof(Elf64_Ehdr) + (1 + core.preserved.size()) * sizeof(Elf64_Phdr);
@@ -153,7 +192,7 @@ absl::StatusOr<std::vector<uint8_t>> BuildCoreHeader(
   for (const VcpuDump& v : core.vcpus) {
     const ElfPrstatus pr = ToPrstatus(v);
     w.Note(kCoreName, sizeof(kCoreName), kNtPrstatus, &pr, sizeof(pr));
-    HvVcpuNote hv{v.vcpu_id, 0,           v.state.cr0, v.state.cr2,
+    HvVcpuNote hv{v.vcpu_id,   0,           v.state.cr0, v.state.cr2,
                   v.state.cr3, v.state.cr4, v.state.efer};
     w.Note(kHvName, sizeof(kHvName), kNtHvVcpu, &hv, sizeof(hv));
   }
@@ -220,14 +259,15 @@ absl::StatusOr<CoreDescription> ParseCoreHeader(absl::Span<const uint8_t> bytes,
     if (!InBlob(pos, name_len, end) || !InBlob(pos + name_len, desc_len, end)) {
       return Bad("note runs past PT_NOTE");
     }
-    const absl::string_view name(reinterpret_cast<const char*>(bytes.data() + pos),
-                                nh.n_namesz);
+    const absl::string_view name(
+        reinterpret_cast<const char*>(bytes.data() + pos), nh.n_namesz);
     const uint8_t* desc = bytes.data() + pos + name_len;
     pos += name_len + desc_len;
     if (nh.n_type == kNtPrstatus &&
         name == absl::string_view(kCoreName, sizeof(kCoreName))) {
       if (pending.has_value()) return Bad("NT_PRSTATUS without NT_HV_VCPU");
-      if (nh.n_descsz != sizeof(ElfPrstatus)) return Bad("bad NT_PRSTATUS size");
+      if (nh.n_descsz != sizeof(ElfPrstatus))
+        return Bad("bad NT_PRSTATUS size");
       if (core.vcpus.size() >= kMaxCoreVcpus) return Bad("too many vCPU notes");
       ElfPrstatus pr;
       std::memcpy(&pr, desc, sizeof(pr));

@@ -32,8 +32,8 @@
 
 namespace hv::loader {
 
-inline constexpr uint32_t kNtPrstatus = 1;            // NT_PRSTATUS
-inline constexpr uint32_t kNtHvVcpu = 0x48560001;     // hv's own note type
+inline constexpr uint32_t kNtPrstatus = 1;         // NT_PRSTATUS
+inline constexpr uint32_t kNtHvVcpu = 0x48560001;  // hv's own note type
 inline constexpr size_t kMaxCoreVcpus = 256;
 inline constexpr size_t kMaxCoreRanges = 1024;
 

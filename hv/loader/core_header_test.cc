@@ -14,10 +14,19 @@ X86VcpuState StateFor(uint32_t i) {
   uint64_t* words = reinterpret_cast<uint64_t*>(&s);
   // Distinct value in every 64-bit word except the selector block.
   for (size_t w = 0; w < 18; ++w) words[w] = (uint64_t{i} << 32) | (w + 1);
-  s.cs = 0x10; s.ss = 0x18; s.ds = 0x18; s.es = 0x18; s.fs = 0; s.gs = 0x20 + i;
-  s.fs_base = 0x7000 + i; s.gs_base = 0x8000 + i;
-  s.cr0 = 0x80050033; s.cr2 = 0xdead0000 + i; s.cr3 = 0x1000 * (i + 1);
-  s.cr4 = 0x20; s.efer = 0xd01;
+  s.cs = 0x10;
+  s.ss = 0x18;
+  s.ds = 0x18;
+  s.es = 0x18;
+  s.fs = 0;
+  s.gs = 0x20 + i;
+  s.fs_base = 0x7000 + i;
+  s.gs_base = 0x8000 + i;
+  s.cr0 = 0x80050033;
+  s.cr2 = 0xdead0000 + i;
+  s.cr3 = 0x1000 * (i + 1);
+  s.cr4 = 0x20;
+  s.efer = 0xd01;
   return s;
 }
 
@@ -156,8 +165,12 @@ TEST(CoreHeaderTest, ParserRejectsMalformedFields) {
              "NT_PRSTATUS without NT_HV_VCPU");
   expect_bad([&](auto& b) { b[second + 12 + 4] ^= 1; },  // HV note vcpu id
              "id mismatch");
-  expect_bad([&](auto& b) { b[notes + 4] = 0xff; b[notes + 5] = 0xff; },
-             "runs past");
+  expect_bad(
+      [&](auto& b) {
+        b[notes + 4] = 0xff;
+        b[notes + 5] = 0xff;
+      },
+      "runs past");
 }
 
 TEST(PreservedRangesTest, EverythingOutsideTheCrashRegion) {

@@ -10,8 +10,9 @@
 //       verify the crash image's digests and write the ELF core header into
 //       the crash region
 //     → kStartCrashImage: the VMM resets all vCPUs' state and starts the boot
-//       vCPU at `entry` with rdi = core header GPA, rsi = its size (hv's
-//       crash-entry ABI; Linux passes elfcorehdr= on the command line).
+//       vCPU at `entry`, handing the crash image the core header's GPA and
+//       size (Linux passes elfcorehdr= on the command line; the register /
+//       platform-info convention is the VMM's, see docs/kexec.md).
 //     → or kEnterCrashedState: no crash image / busy / verification failed;
 //       the VM stays stopped with its memory kept for inspection.
 //
@@ -29,9 +30,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "hv/loader/kexec_loader.h"
 #include "hv/loader/vcpu_control.h"
 

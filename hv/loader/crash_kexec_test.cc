@@ -60,15 +60,20 @@ class CrashKexecTest : public ::testing::Test {
     image_bytes_ = Pattern(0x2000, 77);
   }
   void LoadCrashImage() {
-    ASSERT_TRUE(loader_->Load(Slot::kCrash, {0x200040, {{image_bytes_.data(), image_bytes_.size(), 0x200000, 0x2000}}})
-                    .ok());
+    ASSERT_TRUE(
+        loader_
+            ->Load(Slot::kCrash, {0x200040,
+                                  {{image_bytes_.data(), image_bytes_.size(),
+                                    0x200000, 0x2000}}})
+            .ok());
   }
   std::vector<uint8_t> Outside() {
     std::vector<uint8_t> out(kRam - kCrash.size);
     EXPECT_TRUE(memory_->Read(0, out.data(), kCrash.base).ok());
-    EXPECT_TRUE(memory_->Read(kCrash.end(), out.data() + kCrash.base,
-                              kRam - kCrash.end())
-                    .ok());
+    EXPECT_TRUE(
+        memory_
+            ->Read(kCrash.end(), out.data() + kCrash.base, kRam - kCrash.end())
+            .ok());
     return out;
   }
 
@@ -88,12 +93,14 @@ TEST_F(CrashKexecTest, StartsCrashImageWithCoreHeader) {
   EXPECT_EQ(out.reason, CrashReason::kPanicHypercall);
   EXPECT_EQ(out.boot_vcpu, 0u);
   EXPECT_EQ(out.jump.entry, 0x200040u);
-  EXPECT_TRUE(kCrash.Covers(out.jump.core_header_gpa, out.jump.core_header_size));
+  EXPECT_TRUE(
+      kCrash.Covers(out.jump.core_header_gpa, out.jump.core_header_size));
   EXPECT_EQ(vcpus.stop_calls(), std::vector<size_t>{2});
   EXPECT_EQ(crash.state(), CrashState::kCrashImageRunning);
   // What the kdump program will read.
   std::vector<uint8_t> hdr(out.jump.core_header_size);
-  ASSERT_TRUE(memory_->Read(out.jump.core_header_gpa, hdr.data(), hdr.size()).ok());
+  ASSERT_TRUE(
+      memory_->Read(out.jump.core_header_gpa, hdr.data(), hdr.size()).ok());
   auto core = ParseCoreHeader(hdr, out.jump.core_header_gpa);
   ASSERT_TRUE(core.ok()) << core.status();
   ASSERT_EQ(core->vcpus.size(), 4u);
@@ -105,7 +112,8 @@ TEST_F(CrashKexecTest, StartsCrashImageWithCoreHeader) {
   ASSERT_EQ(core->preserved.size(), 2u);
   EXPECT_EQ(Outside(), outside);  // old memory untouched
   // The crash image is frozen: loads now fail.
-  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(),
+            absl::StatusCode::kFailedPrecondition);
   // The crash image itself panics → crashed; after that, parking only.
   CrashOutcome again = crash.TriggerCrash(CrashReason::kTripleFault, 0);
   EXPECT_EQ(again.action, CrashOutcome::Action::kEnterCrashedState);
@@ -125,7 +133,10 @@ TEST_F(CrashKexecTest, NoCrashImageEntersCrashedState) {
   EXPECT_EQ(vcpus.stop_calls(), std::vector<size_t>{1});
   EXPECT_EQ(Outside(), outside);
   const auto a = Pattern(16, 1);
-  EXPECT_EQ(loader_->Load(Slot::kNormal, {0x1000, {{a.data(), a.size(), 0x1000, 0x1000}}}).code(),
+  EXPECT_EQ(loader_
+                ->Load(Slot::kNormal,
+                       {0x1000, {{a.data(), a.size(), 0x1000, 0x1000}}})
+                .code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -206,8 +217,12 @@ TEST_F(CrashKexecTest, CrashRacingALoadIsBusyNotBlocked) {
     while (!release.load()) std::this_thread::yield();
   });
   std::thread loader_thread([&] {
-    EXPECT_TRUE(loader_->Load(Slot::kCrash, {0x200040, {{image_bytes_.data(), image_bytes_.size(), 0x200000, 0x2000}}})
-                    .ok());
+    EXPECT_TRUE(
+        loader_
+            ->Load(Slot::kCrash, {0x200040,
+                                  {{image_bytes_.data(), image_bytes_.size(),
+                                    0x200000, 0x2000}}})
+            .ok());
   });
   while (!in_load.load()) std::this_thread::yield();
   // While the load holds the lock: the crash does not wait for it.
@@ -215,7 +230,8 @@ TEST_F(CrashKexecTest, CrashRacingALoadIsBusyNotBlocked) {
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kUnavailable) << out.why;
   // Other operations are busy too.
-  EXPECT_EQ(loader_->Unload(Slot::kNormal).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(loader_->Unload(Slot::kNormal).code(),
+            absl::StatusCode::kUnavailable);
   EXPECT_EQ(loader_->VerifyBeforeJump(Slot::kCrash).status().code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(loader_->GuestKexec(kIndDone, 0x1000).status().code(),
@@ -223,7 +239,8 @@ TEST_F(CrashKexecTest, CrashRacingALoadIsBusyNotBlocked) {
   release = true;
   loader_thread.join();
   // After the crash, further loads are refused.
-  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

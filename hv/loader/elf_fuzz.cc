@@ -63,7 +63,8 @@ void FuzzElf(const std::vector<uint8_t>& file) {
     Check(s.bufsz <= s.memsz);
     if (s.bufsz > 0) {
       Check(s.buf >= file.data());
-      Check(s.bufsz <= static_cast<uint64_t>(file.data() + file.size() - s.buf));
+      Check(s.bufsz <=
+            static_cast<uint64_t>(file.data() + file.size() - s.buf));
     }
   }
 }

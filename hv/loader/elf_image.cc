@@ -50,8 +50,8 @@ absl::StatusOr<Image> ParseElfImage(absl::Span<const uint8_t> file) {
   }
   if (eh.e_phnum == 0) return Bad("no program headers");
   if (eh.e_phnum > kMaxProgramHeaders) {
-    return Bad(absl::StrFormat("e_phnum %u > %u", eh.e_phnum,
-                               kMaxProgramHeaders));
+    return Bad(
+        absl::StrFormat("e_phnum %u > %u", eh.e_phnum, kMaxProgramHeaders));
   }
   const uint64_t ph_bytes = uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr);
   if (!InFile(eh.e_phoff, ph_bytes, file.size())) {
@@ -85,17 +85,16 @@ absl::StatusOr<Image> ParseElfImage(absl::Span<const uint8_t> file) {
     // lead + p_memsz rounded up to the page, without overflow.
     const uint64_t span = lead + ph.p_memsz;
     if (span < ph.p_memsz || span > UINT64_MAX - (kPageSize - 1)) {
-      return Bad(absl::StrFormat("phdr %u: p_memsz 0x%x overflows", i,
-                                 ph.p_memsz));
+      return Bad(
+          absl::StrFormat("phdr %u: p_memsz 0x%x overflows", i, ph.p_memsz));
     }
     const uint64_t memsz = (span + kPageSize - 1) / kPageSize * kPageSize;
     if (image.segments.size() == kMaxSegments) {
       return Bad(absl::StrFormat("more than %u PT_LOAD headers", kMaxSegments));
     }
     Segment seg;
-    seg.buf = ph.p_filesz > 0 || lead > 0
-                  ? file.data() + (ph.p_offset - lead)
-                  : nullptr;
+    seg.buf = ph.p_filesz > 0 || lead > 0 ? file.data() + (ph.p_offset - lead)
+                                          : nullptr;
     seg.bufsz = lead + ph.p_filesz;
     seg.mem = mem;
     seg.memsz = memsz;
@@ -117,11 +116,11 @@ absl::StatusOr<Image> MakeRawImage(absl::Span<const uint8_t> blob, uint64_t gpa,
   }
   Image image;
   image.entry = entry;
-  image.segments.push_back(Segment{
-      .buf = blob.data(),
-      .bufsz = blob.size(),
-      .mem = gpa,
-      .memsz = (blob.size() + kPageSize - 1) / kPageSize * kPageSize});
+  image.segments.push_back(
+      Segment{.buf = blob.data(),
+              .bufsz = blob.size(),
+              .mem = gpa,
+              .memsz = (blob.size() + kPageSize - 1) / kPageSize * kPageSize});
   return image;
 }
 

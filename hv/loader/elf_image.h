@@ -37,8 +37,8 @@ inline constexpr uint16_t kMaxProgramHeaders = 64;
 
 // A raw blob (flat binary) loaded at `gpa` with the given entry: one segment,
 // memsz = size rounded up to the page. `blob` must outlive the Image.
-[[nodiscard]] absl::StatusOr<Image> MakeRawImage(
-    absl::Span<const uint8_t> blob, uint64_t gpa, uint64_t entry);
+[[nodiscard]] absl::StatusOr<Image> MakeRawImage(absl::Span<const uint8_t> blob,
+                                                 uint64_t gpa, uint64_t entry);
 
 }  // namespace hv::loader
 

@@ -73,7 +73,8 @@ TEST(ElfImageTest, UnalignedPaddrIsWidenedToThePage) {
 }
 
 TEST(ElfImageTest, HeaderValidation) {
-  const std::vector<uint8_t> good = BuildElf(0x1000, {{0x1000, Pattern(64, 4), 64}});
+  const std::vector<uint8_t> good =
+      BuildElf(0x1000, {{0x1000, Pattern(64, 4), 64}});
   ASSERT_TRUE(ParseElfImage(good).ok());
   ExpectBad(std::vector<uint8_t>(good.begin(), good.begin() + 63), "shorter");
   auto f = good;
@@ -113,7 +114,8 @@ TEST(ElfImageTest, HeaderValidation) {
 }
 
 TEST(ElfImageTest, ProgramHeaderValidation) {
-  const std::vector<uint8_t> good = BuildElf(0x1000, {{0x1000, Pattern(64, 5), 64}});
+  const std::vector<uint8_t> good =
+      BuildElf(0x1000, {{0x1000, Pattern(64, 5), 64}});
   auto f = good;
   Poke<uint64_t>(&f, PhOff(0, offsetof(Elf64_Phdr, p_filesz)), 65);
   ExpectBad(f, "p_filesz 0x41 > p_memsz");
@@ -133,7 +135,8 @@ TEST(ElfImageTest, ProgramHeaderValidation) {
 
 TEST(ElfImageTest, AtMostSixteenPtLoads) {
   std::vector<ElfLoadSpec> loads;
-  for (uint64_t i = 0; i < 17; ++i) loads.push_back({0x1000 * (i + 1), Pattern(8, i), 8});
+  for (uint64_t i = 0; i < 17; ++i)
+    loads.push_back({0x1000 * (i + 1), Pattern(8, i), 8});
   ExpectBad(BuildElf(0x1000, loads), "more than 16 PT_LOAD");
   loads.pop_back();
   auto ok = ParseElfImage(BuildElf(0x1000, loads));

@@ -14,9 +14,9 @@ namespace {
 absl::Status PageInRam(const GuestMemory& memory, uint64_t page,
                        const char* what, uint64_t entry_index) {
   if (!memory.Contains(page, kPageSize)) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "kexec entry %u: %s page 0x%x is outside guest RAM", entry_index, what,
-        page));
+    return absl::OutOfRangeError(
+        absl::StrFormat("kexec entry %u: %s page 0x%x is outside guest RAM",
+                        entry_index, what, page));
   }
   return absl::OkStatus();
 }

@@ -53,7 +53,7 @@ struct PageCopy {
 };
 
 struct CopyPlan {
-  std::vector<PageCopy> copies;            // in list order
+  std::vector<PageCopy> copies;             // in list order
   std::vector<uint64_t> indirection_pages;  // every page walked, in order
 };
 

@@ -57,13 +57,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr uint64_t kFlags[4] = {kIndDestination, kIndIndirection, kIndSource,
                                   kIndDone};
   if (raw) {
-    for (size_t i = 1; i + 8 <= size && entries.size() < 4 * kEntriesPerPage; i += 8) {
+    for (size_t i = 1; i + 8 <= size && entries.size() < 4 * kEntriesPerPage;
+         i += 8) {
       uint64_t e;
       std::memcpy(&e, data + i, 8);
       entries.push_back(e);
     }
   } else {
-    for (size_t i = 1; i + 2 <= size && entries.size() < 4 * kEntriesPerPage; i += 2) {
+    for (size_t i = 1; i + 2 <= size && entries.size() < 4 * kEntriesPerPage;
+         i += 2) {
       const uint16_t w = static_cast<uint16_t>(data[i] | data[i + 1] << 8);
       const uint64_t page = (w >> 2) % (kPages + 6);  // a few beyond RAM
       entries.push_back(page * kPageSize | kFlags[w & 3]);
@@ -88,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint64_t gpa = p * kPageSize;
     auto it = dst_to_src.find(gpa);
     const uint64_t from = it == dst_to_src.end() ? gpa : it->second;
-    Check(std::memcmp(span->data() + gpa, before.data() + from, kPageSize) == 0);
+    Check(std::memcmp(span->data() + gpa, before.data() + from, kPageSize) ==
+          0);
   }
   return 0;
 }

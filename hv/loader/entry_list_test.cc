@@ -31,8 +31,7 @@ class EntryListTest : public ::testing::Test {
 
   void WriteEntries(uint64_t page, const std::vector<uint64_t>& entries) {
     ASSERT_LE(entries.size(), kEntriesPerPage);
-    ASSERT_TRUE(
-        memory_->Write(page, entries.data(), entries.size() * 8).ok());
+    ASSERT_TRUE(memory_->Write(page, entries.data(), entries.size() * 8).ok());
   }
 
   std::vector<uint8_t> PageBytes(uint64_t gpa) {
@@ -77,7 +76,8 @@ TEST_F(EntryListTest, CrossesIndirectionPages) {
     first.push_back((0x50 + i) * P | kIndDestination);
     first.push_back((0x2 + (i % 8)) * P | kIndSource);
   }
-  while (first.size() < kEntriesPerPage - 1) first.push_back(0x50 * P | kIndDestination);
+  while (first.size() < kEntriesPerPage - 1)
+    first.push_back(0x50 * P | kIndDestination);
   first.push_back(0x3f * P | kIndIndirection);
   ASSERT_EQ(first.size(), kEntriesPerPage);
   WriteEntries(0x1 * P, first);
@@ -89,7 +89,8 @@ TEST_F(EntryListTest, CrossesIndirectionPages) {
   for (uint64_t i = 0; i < 8; ++i) src.push_back(PageBytes((0x2 + i) * P));
   auto plan = Parse(0x1 * P | kIndIndirection);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->indirection_pages, (std::vector<uint64_t>{0x1 * P, 0x3f * P}));
+  EXPECT_EQ(plan->indirection_pages,
+            (std::vector<uint64_t>{0x1 * P, 0x3f * P}));
   ASSERT_EQ(plan->copies.size(), 102u);
   ASSERT_TRUE(ExecuteCopyPlan(memory_.get(), *plan).ok());
   for (uint64_t i = 0; i < 100; ++i) {
@@ -130,8 +131,8 @@ TEST_F(EntryListTest, SourceThatIsAnotherDestinationUsesOriginalContents) {
 TEST_F(EntryListTest, CopiesOverwritingTheListItself) {
   // The destination is the indirection page: the list was fully parsed first.
   const auto s = PageBytes(0x10 * P);
-  WriteEntries(0x1 * P, {0x1 * P | kIndDestination, 0x10 * P | kIndSource,
-                         kIndDone});
+  WriteEntries(0x1 * P,
+               {0x1 * P | kIndDestination, 0x10 * P | kIndSource, kIndDone});
   auto plan = Parse(0x1 * P | kIndIndirection);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_TRUE(ExecuteCopyPlan(memory_.get(), *plan).ok());
@@ -140,7 +141,8 @@ TEST_F(EntryListTest, CopiesOverwritingTheListItself) {
 
 TEST_F(EntryListTest, Cycles) {
   WriteEntries(0x1 * P, {0x2 * P | kIndIndirection});
-  WriteEntries(0x2 * P, {0x50 * P | kIndDestination, 0x1 * P | kIndIndirection});
+  WriteEntries(0x2 * P,
+               {0x50 * P | kIndDestination, 0x1 * P | kIndIndirection});
   auto plan = Parse(0x1 * P | kIndIndirection);
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(plan.status().message().find("cycle"), absl::string_view::npos);
@@ -152,7 +154,8 @@ TEST_F(EntryListTest, Cycles) {
 TEST_F(EntryListTest, PointersOutsideRam) {
   EXPECT_EQ(Parse(kRam | kIndIndirection).status().code(),
             absl::StatusCode::kOutOfRange);
-  WriteEntries(0x1 * P, {0x50 * P | kIndDestination, kRam | kIndSource, kIndDone});
+  WriteEntries(0x1 * P,
+               {0x50 * P | kIndDestination, kRam | kIndSource, kIndDone});
   EXPECT_EQ(Parse(0x1 * P | kIndIndirection).status().code(),
             absl::StatusCode::kOutOfRange);
   WriteEntries(0x1 * P, {(kRam << 4) | kIndDestination});
@@ -172,8 +175,9 @@ TEST_F(EntryListTest, PointersOutsideRam) {
 }
 
 TEST_F(EntryListTest, DestinationInCrashRegion) {
-  WriteEntries(0x1 * P, {(kCrash.base - P) | kIndDestination,
-                         0x10 * P | kIndSource, 0x10 * P | kIndSource, kIndDone});
+  WriteEntries(0x1 * P,
+               {(kCrash.base - P) | kIndDestination, 0x10 * P | kIndSource,
+                0x10 * P | kIndSource, kIndDone});
   auto plan = Parse(0x1 * P | kIndIndirection);
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kPermissionDenied);
   // Sources may be read from the crash region.
@@ -207,14 +211,15 @@ TEST_F(EntryListTest, MalformedEntries) {
 }
 
 TEST_F(EntryListTest, Limits) {
-  WriteEntries(0x1 * P, {0x50 * P | kIndDestination, 0x10 * P | kIndSource,
-                         0x11 * P | kIndSource, 0x12 * P | kIndSource, kIndDone});
-  EXPECT_EQ(Parse(0x1 * P | kIndIndirection, {.max_entries = 4}).status().code(),
-            absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(Parse(0x1 * P | kIndIndirection, {.max_copied_pages = 2})
-                .status()
-                .code(),
-            absl::StatusCode::kResourceExhausted);
+  WriteEntries(0x1 * P,
+               {0x50 * P | kIndDestination, 0x10 * P | kIndSource,
+                0x11 * P | kIndSource, 0x12 * P | kIndSource, kIndDone});
+  EXPECT_EQ(
+      Parse(0x1 * P | kIndIndirection, {.max_entries = 4}).status().code(),
+      absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(
+      Parse(0x1 * P | kIndIndirection, {.max_copied_pages = 2}).status().code(),
+      absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(Parse(0x1 * P | kIndIndirection,
                     {.max_entries = 6, .max_copied_pages = 3})
                   .ok());

@@ -1,5 +1,6 @@
 #include "hv/loader/kexec_loader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -11,6 +12,8 @@ namespace {
 const char* SlotName(Slot slot) {
   return slot == Slot::kNormal ? "normal" : "crash";
 }
+
+constexpr uint64_t kLoadChunk = 256 << 10;
 
 uint64_t RoundUpPage(uint64_t n) {
   return (n + kPageSize - 1) / kPageSize * kPageSize;
@@ -24,9 +27,9 @@ absl::StatusOr<std::unique_ptr<KexecLoader>> KexecLoader::Create(
   if (!crash_region.empty()) {
     if (crash_region.base % kPageSize != 0 ||
         crash_region.size % kPageSize != 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "crash region [0x%x, +0x%x) not page aligned", crash_region.base,
-          crash_region.size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("crash region [0x%x, +0x%x) not page aligned",
+                          crash_region.base, crash_region.size));
     }
     if (!memory->Contains(crash_region.base, crash_region.size)) {
       return absl::OutOfRangeError(absl::StrFormat(
@@ -96,9 +99,19 @@ absl::Status KexecLoader::LoadLocked(Slot slot, const Image& image) {
       // Contains() was checked by ValidateImage; HostSpan re-checks.
       HV_ASSIGN_OR_RETURN(absl::Span<uint8_t> dst,
                           memory_->HostSpan(seg.mem, seg.memsz));
-      if (seg.bufsz > 0) std::memcpy(dst.data(), seg.buf, seg.bufsz);
-      std::memset(dst.data() + seg.bufsz, 0, seg.memsz - seg.bufsz);
-      out.digest = Sha256Of(dst);
+      // Copy/zero and hash chunk by chunk, so the digest is taken from the
+      // guest bytes while they are still in cache.
+      Sha256 hash;
+      for (uint64_t off = 0; off < seg.memsz; off += kLoadChunk) {
+        const uint64_t n = std::min(kLoadChunk, seg.memsz - off);
+        uint8_t* d = dst.data() + off;
+        const uint64_t from_buf =
+            off < seg.bufsz ? std::min(n, seg.bufsz - off) : 0;
+        if (from_buf > 0) std::memcpy(d, seg.buf + off, from_buf);
+        if (from_buf < n) std::memset(d + from_buf, 0, n - from_buf);
+        hash.Update(absl::MakeConstSpan(d, n));
+      }
+      out.digest = hash.Finish();
     } else {
       out.digest = Sha256Of({});
     }
@@ -163,8 +176,8 @@ absl::StatusOr<JumpTarget> KexecLoader::GuestKexec(
       return absl::PermissionDeniedError(absl::StrFormat(
           "guest kexec: entry 0x%x is inside the crash region", entry));
     }
-    HV_ASSIGN_OR_RETURN(CopyPlan plan, ParseEntryList(*memory_, head,
-                                                      crash_region_, limits));
+    HV_ASSIGN_OR_RETURN(CopyPlan plan,
+                        ParseEntryList(*memory_, head, crash_region_, limits));
     normal_.reset();  // its memory is about to be replaced
     HV_RETURN_IF_ERROR(ExecuteCopyPlan(memory_, plan));
     return JumpTarget{entry};
@@ -193,9 +206,11 @@ absl::StatusOr<CrashJump> KexecLoader::PrepareCrashJump(
     // Highest page-aligned spot in the crash region that no crash segment
     // uses: candidates are just below the region end and each segment start.
     std::vector<uint64_t> candidates;
-    if (need <= crash_region_.size) candidates.push_back(crash_region_.end() - need);
+    if (need <= crash_region_.size)
+      candidates.push_back(crash_region_.end() - need);
     for (const LoadedSegment& seg : crash_->segments) {
-      if (seg.mem >= crash_region_.base + need) candidates.push_back(seg.mem - need);
+      if (seg.mem >= crash_region_.base + need)
+        candidates.push_back(seg.mem - need);
     }
     std::optional<uint64_t> where;
     for (uint64_t c : candidates) {

@@ -62,7 +62,7 @@ struct JumpTarget {
 // What the VMM does to start the crash image (see CrashKexec).
 struct CrashJump {
   uint64_t entry = 0;
-  uint64_t core_header_gpa = 0;   // ELF core header, inside the crash region
+  uint64_t core_header_gpa = 0;  // ELF core header, inside the crash region
   uint64_t core_header_size = 0;
 };
 

@@ -41,8 +41,9 @@ class KexecLoaderTest : public ::testing::Test {
 };
 
 TEST_F(KexecLoaderTest, CreateValidatesCrashRegion) {
-  EXPECT_EQ(KexecLoader::Create(memory_.get(), {0x1001, 0x1000}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      KexecLoader::Create(memory_.get(), {0x1001, 0x1000}).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(KexecLoader::Create(memory_.get(), {kRam - 0x1000, 0x2000})
                 .status()
                 .code(),
@@ -52,8 +53,9 @@ TEST_F(KexecLoaderTest, CreateValidatesCrashRegion) {
 
 TEST_F(KexecLoaderTest, LoadCopiesZeroesTailAndRecordsDigests) {
   const auto a = Pattern(0x1800, 1), b = Pattern(0x10, 2);
-  Image image{0x10000, {{a.data(), a.size(), 0x10000, 0x3000},
-                        {b.data(), b.size(), 0x40000, 0x1000}}};
+  Image image{0x10000,
+              {{a.data(), a.size(), 0x10000, 0x3000},
+               {b.data(), b.size(), 0x40000, 0x1000}}};
   ASSERT_TRUE(loader_->Load(Slot::kNormal, image).ok());
   std::vector<uint8_t> got(0x3000);
   ASSERT_TRUE(memory_->Read(0x10000, got.data(), got.size()).ok());
@@ -80,8 +82,9 @@ TEST_F(KexecLoaderTest, InvalidImageWritesNothing) {
   const auto a = Pattern(0x1000, 3);
   const auto before = Snapshot();
   // Segment 0 is fine, segment 1 overlaps it: nothing may be copied.
-  Image image{0x10000, {{a.data(), a.size(), 0x10000, 0x1000},
-                        {a.data(), a.size(), 0x10000, 0x1000}}};
+  Image image{0x10000,
+              {{a.data(), a.size(), 0x10000, 0x1000},
+               {a.data(), a.size(), 0x10000, 0x1000}}};
   absl::Status s = loader_->Load(Slot::kNormal, image);
   EXPECT_EQ(GetSegmentViolation(s)->rule, SegmentRule::kOverlap);
   EXPECT_EQ(Snapshot(), before);
@@ -90,7 +93,10 @@ TEST_F(KexecLoaderTest, InvalidImageWritesNothing) {
 
 TEST_F(KexecLoaderTest, FailedLoadKeepsThePreviousImage) {
   const auto a = Pattern(0x1000, 4);
-  ASSERT_TRUE(loader_->Load(Slot::kNormal, {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}}).ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kNormal,
+                         {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}})
+                  .ok());
   Image bad{0x10000, {{a.data(), 0x2000, 0x20000, 0x1000}}};  // bufsz > memsz
   EXPECT_FALSE(loader_->Load(Slot::kNormal, bad).ok());
   EXPECT_TRUE(loader_->VerifyBeforeJump(Slot::kNormal).ok());
@@ -98,8 +104,14 @@ TEST_F(KexecLoaderTest, FailedLoadKeepsThePreviousImage) {
 
 TEST_F(KexecLoaderTest, ZeroSegmentsUnloads) {
   const auto a = Pattern(0x1000, 5);
-  ASSERT_TRUE(loader_->Load(Slot::kNormal, {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}}).ok());
-  ASSERT_TRUE(loader_->Load(Slot::kCrash, {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}}).ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kNormal,
+                         {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}})
+                  .ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kCrash,
+                         {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}})
+                  .ok());
   ASSERT_TRUE(loader_->Load(Slot::kNormal, Image{}).ok());
   EXPECT_FALSE(loader_->Describe(Slot::kNormal)->has_value());
   EXPECT_EQ(loader_->VerifyBeforeJump(Slot::kNormal).status().code(),
@@ -117,13 +129,16 @@ TEST_F(KexecLoaderTest, CrashImageConfinedToCrashRegion) {
   ASSERT_TRUE(loader_->Load(Slot::kCrash, *image).ok());
   EXPECT_EQ(*memory_->ReadObj<uint8_t>(0x202fff), 0);  // bss zeroed
   // Segment outside the region.
-  const auto outside = BuildElf(0x201000, {{0x1ff000, Pattern(0x2000, 7), 0x2000}});
+  const auto outside =
+      BuildElf(0x201000, {{0x1ff000, Pattern(0x2000, 7), 0x2000}});
   auto s = loader_->Load(Slot::kCrash, *ParseElfImage(outside));
   EXPECT_EQ(GetSegmentViolation(s)->rule, SegmentRule::kOutsideCrashRegion);
   // Entry outside the region.
-  const auto bad_entry = BuildElf(0x1000, {{0x200000, Pattern(0x100, 8), 0x100}});
+  const auto bad_entry =
+      BuildElf(0x1000, {{0x200000, Pattern(0x100, 8), 0x100}});
   s = loader_->Load(Slot::kCrash, *ParseElfImage(bad_entry));
-  EXPECT_EQ(GetSegmentViolation(s)->rule, SegmentRule::kEntryOutsideCrashRegion);
+  EXPECT_EQ(GetSegmentViolation(s)->rule,
+            SegmentRule::kEntryOutsideCrashRegion);
   // The normal image may not be loaded into the crash region.
   s = loader_->Load(Slot::kNormal, *image);
   EXPECT_EQ(GetSegmentViolation(s)->rule, SegmentRule::kInsideCrashRegion);
@@ -136,16 +151,20 @@ TEST_F(KexecLoaderTest, NoCrashRegionNoCrashSlot) {
   ASSERT_TRUE(loader.ok());
   const auto a = Pattern(0x100, 9);
   EXPECT_EQ((*loader)
-                ->Load(Slot::kCrash, {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}})
+                ->Load(Slot::kCrash,
+                       {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}})
                 .code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(KexecLoaderTest, VerifyDetectsTamperingAndNamesTheSegment) {
   const auto a = Pattern(0x1000, 10), b = Pattern(0x2000, 11);
-  ASSERT_TRUE(loader_->Load(Slot::kCrash, {0x200000, {{a.data(), a.size(), 0x200000, 0x1000},
-                                                      {b.data(), b.size(), 0x204000, 0x3000}}})
-                  .ok());
+  ASSERT_TRUE(
+      loader_
+          ->Load(Slot::kCrash, {0x200000,
+                                {{a.data(), a.size(), 0x200000, 0x1000},
+                                 {b.data(), b.size(), 0x204000, 0x3000}}})
+          .ok());
   ASSERT_TRUE(loader_->VerifyBeforeJump(Slot::kCrash).ok());
   // A stray guest write into the zeroed tail of segment 1.
   ASSERT_TRUE(memory_->WriteObj<uint8_t>(0x206ff0, 1).ok());
@@ -159,18 +178,26 @@ TEST_F(KexecLoaderTest, VerifyDetectsTamperingAndNamesTheSegment) {
 
 TEST_F(KexecLoaderTest, GuestKexec) {
   const auto a = Pattern(0x1000, 12);
-  ASSERT_TRUE(loader_->Load(Slot::kNormal, {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}}).ok());
-  ASSERT_TRUE(loader_->Load(Slot::kCrash, {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}}).ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kNormal,
+                         {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}})
+                  .ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kCrash,
+                         {0x200000, {{a.data(), a.size(), 0x200000, 0x1000}}})
+                  .ok());
   const auto src = Pattern(kPageSize, 13);
   ASSERT_TRUE(memory_->Write(0x30000, src.data(), src.size()).ok());
   const std::vector<uint64_t> list = {0x80000 | kIndDestination,
                                       0x30000 | kIndSource, kIndDone};
   ASSERT_TRUE(memory_->Write(0x31000, list.data(), list.size() * 8).ok());
   // Entry inside the crash region / outside RAM: refused before any copy.
-  EXPECT_EQ(loader_->GuestKexec(0x31000 | kIndIndirection, 0x200000).status().code(),
-            absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(loader_->GuestKexec(0x31000 | kIndIndirection, kRam).status().code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(
+      loader_->GuestKexec(0x31000 | kIndIndirection, 0x200000).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      loader_->GuestKexec(0x31000 | kIndIndirection, kRam).status().code(),
+      absl::StatusCode::kOutOfRange);
   EXPECT_EQ(*memory_->ReadObj<uint8_t>(0x80000), 0xaa);
   auto r = loader_->GuestKexec(0x31000 | kIndIndirection, 0x80010);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -185,13 +212,20 @@ TEST_F(KexecLoaderTest, GuestKexec) {
 TEST_F(KexecLoaderTest, CrashFreezesImagesAndWritesCoreHeader) {
   const auto a = Pattern(0x3000, 14);
   // Crash image at the top of the crash region, so the header must go below.
-  ASSERT_TRUE(loader_->Load(Slot::kCrash, {0x2fd000, {{a.data(), a.size(), 0x2fd000, 0x3000}}}).ok());
+  ASSERT_TRUE(loader_
+                  ->Load(Slot::kCrash,
+                         {0x2fd000, {{a.data(), a.size(), 0x2fd000, 0x3000}}})
+                  .ok());
   std::vector<uint8_t> before = Snapshot();
   loader_->BeginCrash();
   const auto b = Pattern(0x100, 15);
-  EXPECT_EQ(loader_->Load(Slot::kNormal, {0x10000, {{b.data(), b.size(), 0x10000, 0x1000}}}).code(),
+  EXPECT_EQ(loader_
+                ->Load(Slot::kNormal,
+                       {0x10000, {{b.data(), b.size(), 0x10000, 0x1000}}})
+                .code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(loader_->Unload(Slot::kCrash).code(),
+            absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(loader_->GuestKexec(kIndDone, 0x1000).status().code(),
             absl::StatusCode::kFailedPrecondition);
   std::vector<VcpuDump> vcpus(2);
@@ -202,7 +236,8 @@ TEST_F(KexecLoaderTest, CrashFreezesImagesAndWritesCoreHeader) {
   EXPECT_EQ(jump->entry, 0x2fd000u);
   EXPECT_EQ(jump->core_header_gpa, 0x2fc000u);  // highest free page
   std::vector<uint8_t> header(jump->core_header_size);
-  ASSERT_TRUE(memory_->Read(jump->core_header_gpa, header.data(), header.size()).ok());
+  ASSERT_TRUE(
+      memory_->Read(jump->core_header_gpa, header.data(), header.size()).ok());
   auto core = ParseCoreHeader(header, jump->core_header_gpa);
   ASSERT_TRUE(core.ok()) << core.status();
   ASSERT_EQ(core->preserved.size(), 2u);
@@ -213,17 +248,22 @@ TEST_F(KexecLoaderTest, CrashFreezesImagesAndWritesCoreHeader) {
   // Memory outside the crash region is exactly as before.
   const std::vector<uint8_t> after = Snapshot();
   EXPECT_EQ(std::memcmp(before.data(), after.data(), kCrash.base), 0);
-  EXPECT_EQ(std::memcmp(before.data() + kCrash.end(), after.data() + kCrash.end(),
-                        kRam - kCrash.end()),
+  EXPECT_EQ(std::memcmp(before.data() + kCrash.end(),
+                        after.data() + kCrash.end(), kRam - kCrash.end()),
             0);
 }
 
 TEST_F(KexecLoaderTest, CrashJumpErrors) {
-  EXPECT_EQ(loader_->PrepareCrashJump({}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(loader_->PrepareCrashJump({}).status().code(),
+            absl::StatusCode::kNotFound);
   // A crash image filling the whole region leaves no room for the header.
   std::vector<uint8_t> big(kCrash.size, 1);
   auto loader = KexecLoader::Create(memory_.get(), kCrash);
-  ASSERT_TRUE((*loader)->Load(Slot::kCrash, {kCrash.base, {{big.data(), big.size(), kCrash.base, kCrash.size}}}).ok());
+  ASSERT_TRUE((*loader)
+                  ->Load(Slot::kCrash,
+                         {kCrash.base,
+                          {{big.data(), big.size(), kCrash.base, kCrash.size}}})
+                  .ok());
   EXPECT_EQ((*loader)->PrepareCrashJump({}).status().code(),
             absl::StatusCode::kResourceExhausted);
 }
@@ -235,7 +275,8 @@ TEST_F(KexecLoaderTest, RacingLoadsGetBusyNeverCorrupt) {
   constexpr int kThreads = 4;
   constexpr uint64_t kSegBytes = 512 << 10;
   std::vector<std::vector<uint8_t>> payloads;
-  for (int t = 0; t < kThreads; ++t) payloads.push_back(Pattern(kSegBytes, 100 + t));
+  for (int t = 0; t < kThreads; ++t)
+    payloads.push_back(Pattern(kSegBytes, 100 + t));
   std::atomic<int> busy{0}, ok{0}, other{0};
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
@@ -244,7 +285,8 @@ TEST_F(KexecLoaderTest, RacingLoadsGetBusyNeverCorrupt) {
       while (!go.load()) {
       }
       for (int i = 0; i < 20; ++i) {
-        Image image{0x100000, {{payloads[t].data(), kSegBytes, 0x100000, kSegBytes}}};
+        Image image{0x100000,
+                    {{payloads[t].data(), kSegBytes, 0x100000, kSegBytes}}};
         absl::Status s = loader_->Load(Slot::kNormal, image);
         if (s.ok()) {
           ++ok;

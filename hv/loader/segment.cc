@@ -13,14 +13,18 @@ namespace {
 
 constexpr absl::string_view kPayloadUrl = "type.hv/loader.SegmentViolation";
 
-constexpr SegmentRule kAllRules[] = {
-    SegmentRule::kTooManySegments,  SegmentRule::kNullBuffer,
-    SegmentRule::kWrap,             SegmentRule::kUnaligned,
-    SegmentRule::kOutsideRam,       SegmentRule::kOverlap,
-    SegmentRule::kBufszExceedsMemsz, SegmentRule::kTooLarge,
-    SegmentRule::kOutsideCrashRegion, SegmentRule::kInsideCrashRegion,
-    SegmentRule::kEntryOutsideRam,
-    SegmentRule::kEntryOutsideCrashRegion};
+constexpr SegmentRule kAllRules[] = {SegmentRule::kTooManySegments,
+                                     SegmentRule::kNullBuffer,
+                                     SegmentRule::kWrap,
+                                     SegmentRule::kUnaligned,
+                                     SegmentRule::kOutsideRam,
+                                     SegmentRule::kOverlap,
+                                     SegmentRule::kBufszExceedsMemsz,
+                                     SegmentRule::kTooLarge,
+                                     SegmentRule::kOutsideCrashRegion,
+                                     SegmentRule::kInsideCrashRegion,
+                                     SegmentRule::kEntryOutsideRam,
+                                     SegmentRule::kEntryOutsideCrashRegion};
 
 bool IsEaddrnotavail(SegmentRule rule) {
   switch (rule) {
@@ -75,9 +79,9 @@ absl::string_view SegmentRuleName(SegmentRule rule) {
 
 absl::Status MakeSegmentError(SegmentRule rule, size_t segment,
                               absl::string_view detail) {
-  const std::string where =
-      segment == kWholeImage ? std::string("image")
-                             : absl::StrCat("segment ", segment);
+  const std::string where = segment == kWholeImage
+                                ? std::string("image")
+                                : absl::StrCat("segment ", segment);
   std::string message =
       absl::StrCat("kexec ", where, ": ", SegmentRuleName(rule), ": ", detail);
   absl::Status status = IsEaddrnotavail(rule)
@@ -85,12 +89,13 @@ absl::Status MakeSegmentError(SegmentRule rule, size_t segment,
                             : absl::InvalidArgumentError(message);
   const std::string index =
       segment == kWholeImage ? std::string("image") : absl::StrCat(segment);
-  status.SetPayload(kPayloadUrl, absl::Cord(absl::StrCat(
-                                     SegmentRuleName(rule), ":", index)));
+  status.SetPayload(
+      kPayloadUrl, absl::Cord(absl::StrCat(SegmentRuleName(rule), ":", index)));
   return status;
 }
 
-std::optional<SegmentViolation> GetSegmentViolation(const absl::Status& status) {
+std::optional<SegmentViolation> GetSegmentViolation(
+    const absl::Status& status) {
   auto payload = status.GetPayload(kPayloadUrl);
   if (!payload.has_value()) return std::nullopt;
   const std::string text(*payload);
@@ -121,9 +126,9 @@ absl::Status ValidateImage(const Image& image, const GuestMemory& memory,
   for (size_t i = 0; i < segs.size(); ++i) {
     const Segment& s = segs[i];
     if (s.bufsz > 0 && s.buf == nullptr) {
-      return MakeSegmentError(SegmentRule::kNullBuffer, i,
-                              absl::StrFormat("bufsz 0x%x with no buffer",
-                                              s.bufsz));
+      return MakeSegmentError(
+          SegmentRule::kNullBuffer, i,
+          absl::StrFormat("bufsz 0x%x with no buffer", s.bufsz));
     }
     if (s.mem + s.memsz < s.mem) {
       return MakeSegmentError(
@@ -159,10 +164,9 @@ absl::Status ValidateImage(const Image& image, const GuestMemory& memory,
   }
   for (size_t i = 0; i < segs.size(); ++i) {
     if (segs[i].bufsz > segs[i].memsz) {
-      return MakeSegmentError(
-          SegmentRule::kBufszExceedsMemsz, i,
-          absl::StrFormat("bufsz 0x%x > memsz 0x%x", segs[i].bufsz,
-                          segs[i].memsz));
+      return MakeSegmentError(SegmentRule::kBufszExceedsMemsz, i,
+                              absl::StrFormat("bufsz 0x%x > memsz 0x%x",
+                                              segs[i].bufsz, segs[i].memsz));
     }
   }
   // No more than half of RAM (the kernel uses totalram_pages()).

@@ -7,23 +7,24 @@
 //
 // Error codes mirror the kernel's errno choices:
 //   -EINVAL        → absl::InvalidArgument  (count, overlap, bufsz, size)
-//   -EADDRNOTAVAIL → absl::OutOfRange       (wrap, alignment, RAM, crash region)
+//   -EADDRNOTAVAIL → absl::OutOfRange       (wrap, alignment, RAM, crash
+//   region)
 #ifndef HV_LOADER_SEGMENT_H_
 #define HV_LOADER_SEGMENT_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "hv/memory/guest_memory.h"
 
 namespace hv::loader {
 
-inline constexpr uint64_t kPageSize = 4096;          // kexec works in 4 KiB
-inline constexpr size_t kMaxSegments = 16;           // KEXEC_SEGMENT_MAX
+inline constexpr uint64_t kPageSize = 4096;  // kexec works in 4 KiB
+inline constexpr size_t kMaxSegments = 16;   // KEXEC_SEGMENT_MAX
 
 // struct kexec_segment. `buf` is host memory owned by the caller (an ELF file
 // buffer, a blob) and must stay valid for the duration of the load call.
@@ -55,17 +56,17 @@ struct GpaRange {
 };
 
 enum class SegmentRule {
-  kTooManySegments,         // > KEXEC_SEGMENT_MAX                  (EINVAL)
-  kNullBuffer,              // bufsz > 0 but buf == nullptr         (EFAULT)
-  kWrap,                    // mem + memsz wraps past 2^64          (EADDRNOTAVAIL)
-  kUnaligned,               // mem or memsz not page aligned        (EADDRNOTAVAIL)
-  kOutsideRam,              // [mem, mem+memsz) not inside one RAM region
-  kOverlap,                 // two segments' [mem, mem+memsz) intersect (EINVAL)
-  kBufszExceedsMemsz,       // bufsz > memsz                        (EINVAL)
-  kTooLarge,                // a segment or the total > RAM pages / 2 (EINVAL)
-  kOutsideCrashRegion,      // crash image segment outside crash region
-  kInsideCrashRegion,       // normal image segment touches the crash region
-  kEntryOutsideRam,         // entry not inside guest RAM
+  kTooManySegments,     // > KEXEC_SEGMENT_MAX                  (EINVAL)
+  kNullBuffer,          // bufsz > 0 but buf == nullptr         (EFAULT)
+  kWrap,                // mem + memsz wraps past 2^64          (EADDRNOTAVAIL)
+  kUnaligned,           // mem or memsz not page aligned        (EADDRNOTAVAIL)
+  kOutsideRam,          // [mem, mem+memsz) not inside one RAM region
+  kOverlap,             // two segments' [mem, mem+memsz) intersect (EINVAL)
+  kBufszExceedsMemsz,   // bufsz > memsz                        (EINVAL)
+  kTooLarge,            // a segment or the total > RAM pages / 2 (EINVAL)
+  kOutsideCrashRegion,  // crash image segment outside crash region
+  kInsideCrashRegion,   // normal image segment touches the crash region
+  kEntryOutsideRam,     // entry not inside guest RAM
   kEntryOutsideCrashRegion  // crash image entry outside crash region
 };
 

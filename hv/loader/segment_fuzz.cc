@@ -48,7 +48,8 @@ GuestMemory* Memory() {
 const std::vector<uint8_t>& Source() {
   static const std::vector<uint8_t>* s = [] {
     auto* v = new std::vector<uint8_t>(2 * kRegion);  // ≥ half of RAM
-    for (size_t i = 0; i < v->size(); ++i) (*v)[i] = static_cast<uint8_t>(i * 31 + 7);
+    for (size_t i = 0; i < v->size(); ++i)
+      (*v)[i] = static_cast<uint8_t>(i * 31 + 7);
     return v;
   }();
   return *s;

@@ -51,12 +51,14 @@ class SegmentTest : public ::testing::Test {
 };
 
 TEST_F(SegmentTest, ValidImageAccepted) {
-  Image image{0x1000, {Seg(0x0, 0x2000), Seg(0x4000, 0x1000),
-                       Seg(kR1, 0x3000, 3 * kPageSize)}};
+  Image image{
+      0x1000,
+      {Seg(0x0, 0x2000), Seg(0x4000, 0x1000), Seg(kR1, 0x3000, 3 * kPageSize)}};
   EXPECT_TRUE(Check(image).ok());
   // Exactly KEXEC_SEGMENT_MAX is fine.
   Image sixteen{0x0, {}};
-  for (uint64_t i = 0; i < 16; ++i) sixteen.segments.push_back(Seg(i * 0x1000, 0x1000));
+  for (uint64_t i = 0; i < 16; ++i)
+    sixteen.segments.push_back(Seg(i * 0x1000, 0x1000));
   EXPECT_TRUE(Check(sixteen).ok());
   // An empty segment (memsz 0) is accepted and intersects nothing.
   Image empty{0x0, {Seg(0x0, 0x1000), Seg(0x0, 0, 0)}};
@@ -65,7 +67,8 @@ TEST_F(SegmentTest, ValidImageAccepted) {
 
 TEST_F(SegmentTest, SeventeenSegments) {
   Image image{0x0, {}};
-  for (uint64_t i = 0; i < 17; ++i) image.segments.push_back(Seg(i * 0x1000, 0x1000));
+  for (uint64_t i = 0; i < 17; ++i)
+    image.segments.push_back(Seg(i * 0x1000, 0x1000));
   ExpectViolation(Check(image), SegmentRule::kTooManySegments, kWholeImage,
                   absl::StatusCode::kInvalidArgument);
 }
@@ -106,8 +109,8 @@ TEST_F(SegmentTest, OutsideRam) {
 }
 
 TEST_F(SegmentTest, Overlap) {
-  Image image{0x0, {Seg(0x0, 0x3000), Seg(0x8000, 0x1000),
-                    Seg(0x2000, 0x2000)}};
+  Image image{0x0,
+              {Seg(0x0, 0x3000), Seg(0x8000, 0x1000), Seg(0x2000, 0x2000)}};
   ExpectViolation(Check(image), SegmentRule::kOverlap, 2,
                   absl::StatusCode::kInvalidArgument);
   EXPECT_NE(Check(image).message().find("segment 0"), absl::string_view::npos);
@@ -116,9 +119,9 @@ TEST_F(SegmentTest, Overlap) {
 }
 
 TEST_F(SegmentTest, BufszExceedsMemsz) {
-  ExpectViolation(Check(Image{0, {Seg(0x0, 0x1000), Seg(0x4000, 0x1000, 0x1001)}}),
-                  SegmentRule::kBufszExceedsMemsz, 1,
-                  absl::StatusCode::kInvalidArgument);
+  ExpectViolation(
+      Check(Image{0, {Seg(0x0, 0x1000), Seg(0x4000, 0x1000, 0x1001)}}),
+      SegmentRule::kBufszExceedsMemsz, 1, absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(SegmentTest, MoreThanHalfOfRam) {
@@ -131,18 +134,16 @@ TEST_F(SegmentTest, MoreThanHalfOfRam) {
       Check(Image{0, {Seg(0x0, 192 * kPageSize), Seg(kR1, 192 * kPageSize)}})
           .ok());
   // 193 + 192 pages: each fine, the total is not.
-  ExpectViolation(Check(Image{0, {Seg(0x0, 193 * kPageSize),
-                                  Seg(kR1, 192 * kPageSize)}}),
-                  SegmentRule::kTooLarge, kWholeImage,
-                  absl::StatusCode::kInvalidArgument);
+  ExpectViolation(
+      Check(Image{0, {Seg(0x0, 193 * kPageSize), Seg(kR1, 192 * kPageSize)}}),
+      SegmentRule::kTooLarge, kWholeImage, absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(SegmentTest, CrashRegionRules) {
   ValidationPolicy crash{.crash_region = {0x80000, 0x40000}};
-  EXPECT_TRUE(Check(Image{0x81000, {Seg(0x80000, 0x2000),
-                                    Seg(0xbf000, 0x1000)}},
-                    crash)
-                  .ok());
+  EXPECT_TRUE(
+      Check(Image{0x81000, {Seg(0x80000, 0x2000), Seg(0xbf000, 0x1000)}}, crash)
+          .ok());
   ExpectViolation(
       Check(Image{0x81000, {Seg(0x80000, 0x2000), Seg(0xbf000, 0x2000)}},
             crash),
@@ -159,13 +160,12 @@ TEST_F(SegmentTest, CrashRegionRules) {
                   absl::StatusCode::kOutOfRange);
   // A normal image may not touch the reserved crash region.
   ValidationPolicy normal{.reserved = {0x80000, 0x40000}};
-  ExpectViolation(Check(Image{0x0, {Seg(0x0, 0x1000), Seg(0x7f000, 0x2000)}},
-                        normal),
-                  SegmentRule::kInsideCrashRegion, 1,
-                  absl::StatusCode::kOutOfRange);
-  EXPECT_TRUE(Check(Image{0x0, {Seg(0x7f000, 0x1000), Seg(0xc0000, 0x1000)}},
-                    normal)
-                  .ok());
+  ExpectViolation(
+      Check(Image{0x0, {Seg(0x0, 0x1000), Seg(0x7f000, 0x2000)}}, normal),
+      SegmentRule::kInsideCrashRegion, 1, absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(
+      Check(Image{0x0, {Seg(0x7f000, 0x1000), Seg(0xc0000, 0x1000)}}, normal)
+          .ok());
 }
 
 TEST_F(SegmentTest, EntryOutsideRam) {
@@ -181,7 +181,8 @@ TEST_F(SegmentTest, KernelCheckOrder) {
   ExpectViolation(Check(image), SegmentRule::kOverlap, 1,
                   absl::StatusCode::kInvalidArgument);
   // An unaligned later segment is reported before an earlier overlap.
-  Image image2{0, {Seg(0x0, 0x2000), Seg(0x1000, 0x1000), Seg(0x5001, 0x1000, 0)}};
+  Image image2{0,
+               {Seg(0x0, 0x2000), Seg(0x1000, 0x1000), Seg(0x5001, 0x1000, 0)}};
   ExpectViolation(Check(image2), SegmentRule::kUnaligned, 2,
                   absl::StatusCode::kOutOfRange);
 }
@@ -189,8 +190,8 @@ TEST_F(SegmentTest, KernelCheckOrder) {
 TEST(SegmentViolationTest, NotAViolation) {
   EXPECT_FALSE(GetSegmentViolation(absl::OkStatus()).has_value());
   EXPECT_FALSE(GetSegmentViolation(absl::InternalError("x")).has_value());
-  auto v = GetSegmentViolation(
-      MakeSegmentError(SegmentRule::kWrap, 12, "detail"));
+  auto v =
+      GetSegmentViolation(MakeSegmentError(SegmentRule::kWrap, 12, "detail"));
   ASSERT_TRUE(v.has_value());
   EXPECT_EQ(v->rule, SegmentRule::kWrap);
   EXPECT_EQ(v->segment, 12u);

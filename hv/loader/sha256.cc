@@ -33,7 +33,9 @@ constexpr std::array<uint32_t, 8> kH0 = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
                                          0xa54ff53a, 0x510e527f, 0x9b05688c,
                                          0x1f83d9ab, 0x5be0cd19};
 
-constexpr uint32_t Rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+constexpr uint32_t Rotr(uint32_t x, int n) {
+  return (x >> n) | (x << (32 - n));
+}
 // §4.1.2 functions.
 constexpr uint32_t Ch(uint32_t x, uint32_t y, uint32_t z) {
   return (x & y) ^ (~x & z);
@@ -68,10 +70,9 @@ __attribute__((target("sha,sse4.1,ssse3"))) void CompressShaNi(
   const __m128i kByteSwap =
       _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
   __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&(*h)[0]));
-  __m128i state1 =
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(&(*h)[4]));
-  tmp = _mm_shuffle_epi32(tmp, 0xB1);              // CDAB
-  state1 = _mm_shuffle_epi32(state1, 0x1B);        // EFGH
+  __m128i state1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&(*h)[4]));
+  tmp = _mm_shuffle_epi32(tmp, 0xB1);                // CDAB
+  state1 = _mm_shuffle_epi32(state1, 0x1B);          // EFGH
   __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);  // ABEF
   state1 = _mm_blend_epi16(state1, tmp, 0xF0);       // CDGH
   for (size_t b = 0; b < count; ++b, blocks += 64) {
@@ -147,11 +148,11 @@ void Sha256::Compress(const uint8_t* blocks, size_t count) {
     uint32_t w[64];
     for (int t = 0; t < 16; ++t) w[t] = LoadBe32(blocks + 4 * t);
     for (int t = 16; t < 64; ++t) {
-      w[t] = SmallSigma1(w[t - 2]) + w[t - 7] + SmallSigma0(w[t - 15]) +
-             w[t - 16];
+      w[t] =
+          SmallSigma1(w[t - 2]) + w[t - 7] + SmallSigma0(w[t - 15]) + w[t - 16];
     }
-    uint32_t a = h_[0], bb = h_[1], c = h_[2], d = h_[3], e = h_[4],
-             f = h_[5], g = h_[6], h = h_[7];
+    uint32_t a = h_[0], bb = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5],
+             g = h_[6], h = h_[7];
     for (int t = 0; t < 64; ++t) {
       const uint32_t t1 = h + BigSigma1(e) + Ch(e, f, g) + kK[t] + w[t];
       const uint32_t t2 = BigSigma0(a) + Maj(a, bb, c);

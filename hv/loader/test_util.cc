@@ -8,7 +8,8 @@ namespace hv::loader::testing {
 
 std::vector<uint8_t> BuildElf(uint64_t entry,
                               const std::vector<ElfLoadSpec>& loads) {
-  const uint64_t ph_end = sizeof(Elf64_Ehdr) + loads.size() * sizeof(Elf64_Phdr);
+  const uint64_t ph_end =
+      sizeof(Elf64_Ehdr) + loads.size() * sizeof(Elf64_Phdr);
   std::vector<uint64_t> offsets;
   uint64_t off = ph_end;
   for (const ElfLoadSpec& l : loads) {
