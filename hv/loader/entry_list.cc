@@ -92,6 +92,10 @@ absl::StatusOr<CopyPlan> ParseEntryList(const GuestMemory& memory,
               "kexec entry list copies more than %u pages", max_copies));
         }
         plan.copies.push_back(PageCopy{addr, dest});
+        if (dest > UINT64_MAX - kPageSize) {
+          return absl::OutOfRangeError(absl::StrFormat(
+              "kexec entry %u: destination run wraps past 2^64", n));
+        }
         dest += kPageSize;  // the next page of the same destination run
         break;
       }
