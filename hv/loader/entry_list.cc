@@ -23,10 +23,9 @@ absl::Status PageInRam(const GuestMemory& memory, uint64_t page,
 
 }  // namespace
 
-absl::StatusOr<CopyPlan> ParseEntryList(const GuestMemory& memory,
-                                        uint64_t head,
-                                        const GpaRange& crash_region,
-                                        const EntryListLimits& limits) {
+absl::StatusOr<CopyPlan> ParseEntryList(
+    const GuestMemory& memory, uint64_t head, const GpaRange& crash_region,
+    const EntryListLimits& limits, absl::Span<const GpaRange> vmm_reserved) {
   const uint64_t max_copies = limits.max_copied_pages != 0
                                   ? limits.max_copied_pages
                                   : memory.total_size() / kPageSize / 2;
@@ -82,6 +81,13 @@ absl::StatusOr<CopyPlan> ParseEntryList(const GuestMemory& memory,
           return absl::PermissionDeniedError(absl::StrFormat(
               "kexec entry %u: destination 0x%x is inside the crash region", n,
               dest));
+        }
+        for (const GpaRange& r : vmm_reserved) {
+          if (r.Intersects(dest, kPageSize)) {
+            return absl::PermissionDeniedError(absl::StrFormat(
+                "kexec entry %u: destination 0x%x is VMM-reserved memory", n,
+                dest));
+          }
         }
         if (!destinations.insert(dest).second) {
           return absl::AlreadyExistsError(absl::StrFormat(

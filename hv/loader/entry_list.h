@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "hv/loader/segment.h"
 #include "hv/memory/guest_memory.h"
 
@@ -67,12 +68,13 @@ struct CopyPlan {
 //   more than max_entries entries or max_copied_pages copies
 //     (ResourceExhausted);
 //   an indirection, source or destination page outside RAM (OutOfRange);
-//   a destination inside `crash_region` (PermissionDenied: it is the
-//     crash image's, owned by the host);
+//   a destination inside `crash_region` or one of `vmm_reserved`
+//     (PermissionDenied: the crash image's / the VMM's memory);
 //   the same destination page written twice (AlreadyExists).
 [[nodiscard]] absl::StatusOr<CopyPlan> ParseEntryList(
     const GuestMemory& memory, uint64_t head, const GpaRange& crash_region,
-    const EntryListLimits& limits = {});
+    const EntryListLimits& limits = {},
+    absl::Span<const GpaRange> vmm_reserved = {});
 
 // Performs a validated plan with snapshot semantics (see above). Staging
 // memory is bounded by the plan (≤ max_copied_pages pages).

@@ -22,7 +22,8 @@ uint64_t RoundUpPage(uint64_t n) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KexecLoader>> KexecLoader::Create(
-    GuestMemory* memory, GpaRange crash_region) {
+    GuestMemory* memory, GpaRange crash_region,
+    std::vector<GpaRange> vmm_reserved) {
   if (memory == nullptr) return absl::InvalidArgumentError("no guest memory");
   if (!crash_region.empty()) {
     if (crash_region.base % kPageSize != 0 ||
@@ -37,11 +38,27 @@ absl::StatusOr<std::unique_ptr<KexecLoader>> KexecLoader::Create(
           crash_region.base, crash_region.size));
     }
   }
-  return std::unique_ptr<KexecLoader>(new KexecLoader(memory, crash_region));
+  for (const GpaRange& r : vmm_reserved) {
+    if (r.empty() || r.base + r.size < r.base) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("VMM-reserved range [0x%x, +0x%x) is empty or wraps",
+                          r.base, r.size));
+    }
+    if (crash_region.Intersects(r.base, r.size)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "VMM-reserved range [0x%x, +0x%x) intersects the crash region",
+          r.base, r.size));
+    }
+  }
+  return std::unique_ptr<KexecLoader>(
+      new KexecLoader(memory, crash_region, std::move(vmm_reserved)));
 }
 
-KexecLoader::KexecLoader(GuestMemory* memory, GpaRange crash_region)
-    : memory_(memory), crash_region_(crash_region) {}
+KexecLoader::KexecLoader(GuestMemory* memory, GpaRange crash_region,
+                         std::vector<GpaRange> vmm_reserved)
+    : memory_(memory),
+      crash_region_(crash_region),
+      vmm_reserved_(std::move(vmm_reserved)) {}
 
 absl::Status KexecLoader::Busy(const char* op) const {
   return absl::UnavailableError(absl::StrFormat(
@@ -78,6 +95,7 @@ absl::Status KexecLoader::LoadLocked(Slot slot, const Image& image) {
     return absl::OkStatus();
   }
   ValidationPolicy policy;
+  policy.vmm_reserved = vmm_reserved_;
   if (slot == Slot::kCrash) {
     policy.crash_region = crash_region_;
   } else {
@@ -176,8 +194,9 @@ absl::StatusOr<JumpTarget> KexecLoader::GuestKexec(
       return absl::PermissionDeniedError(absl::StrFormat(
           "guest kexec: entry 0x%x is inside the crash region", entry));
     }
-    HV_ASSIGN_OR_RETURN(CopyPlan plan,
-                        ParseEntryList(*memory_, head, crash_region_, limits));
+    HV_ASSIGN_OR_RETURN(
+        CopyPlan plan,
+        ParseEntryList(*memory_, head, crash_region_, limits, vmm_reserved_));
     normal_.reset();  // its memory is about to be replaced
     HV_RETURN_IF_ERROR(ExecuteCopyPlan(memory_, plan));
     return JumpTarget{entry};

@@ -70,8 +70,12 @@ class KexecLoader {
  public:
   // `memory` must outlive the loader. `crash_region` (crashkernel= style) must
   // be page aligned and inside one RAM region, or empty (no crash slot).
+  // `vmm_reserved`: ranges the VMM keeps (boot structures); no image segment
+  // and no guest-kexec destination may touch them; they may not intersect
+  // the crash region.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<KexecLoader>> Create(
-      GuestMemory* memory, GpaRange crash_region);
+      GuestMemory* memory, GpaRange crash_region,
+      std::vector<GpaRange> vmm_reserved = {});
 
   KexecLoader(const KexecLoader&) = delete;
   KexecLoader& operator=(const KexecLoader&) = delete;
@@ -127,7 +131,8 @@ class KexecLoader {
   GuestMemory* memory() const { return memory_; }
 
  private:
-  KexecLoader(GuestMemory* memory, GpaRange crash_region);
+  KexecLoader(GuestMemory* memory, GpaRange crash_region,
+              std::vector<GpaRange> vmm_reserved);
 
   absl::Status Busy(const char* op) const;
   absl::Status LoadLocked(Slot slot, const Image& image)
@@ -139,6 +144,7 @@ class KexecLoader {
 
   GuestMemory* const memory_;
   const GpaRange crash_region_;
+  const std::vector<GpaRange> vmm_reserved_;
   // The kexec trylock. Only TryLock() is ever called on it: nothing waits.
   SpinLock kexec_lock_;
   std::atomic<bool> crashed_{false};

@@ -146,6 +146,33 @@ TEST_F(KexecLoaderTest, CrashImageConfinedToCrashRegion) {
   EXPECT_TRUE(loader_->VerifyBeforeJump(Slot::kCrash).ok());
 }
 
+TEST_F(KexecLoaderTest, VmmReservedRanges) {
+  EXPECT_EQ(KexecLoader::Create(memory_.get(), kCrash, {{0x2ff000, 0x2000}})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      KexecLoader::Create(memory_.get(), kCrash, {{0x1000, 0}}).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  auto loader = KexecLoader::Create(memory_.get(), kCrash, {{0x0, 0x10000}});
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  const auto a = Pattern(0x100, 16);
+  absl::Status s = (*loader)->Load(
+      Slot::kNormal, {0x8000, {{a.data(), a.size(), 0x8000, 0x1000}}});
+  EXPECT_EQ(GetSegmentViolation(s)->rule, SegmentRule::kInsideVmmReserved);
+  EXPECT_TRUE((*loader)
+                  ->Load(Slot::kNormal,
+                         {0x10000, {{a.data(), a.size(), 0x10000, 0x1000}}})
+                  .ok());
+  // Guest kexec destinations may not land there either.
+  const std::vector<uint64_t> list = {0x4000 | kIndDestination,
+                                      0x30000 | kIndSource, kIndDone};
+  ASSERT_TRUE(memory_->Write(0x31000, list.data(), list.size() * 8).ok());
+  EXPECT_EQ(
+      (*loader)->GuestKexec(0x31000 | kIndIndirection, 0x10000).status().code(),
+      absl::StatusCode::kPermissionDenied);
+}
+
 TEST_F(KexecLoaderTest, NoCrashRegionNoCrashSlot) {
   auto loader = KexecLoader::Create(memory_.get(), {});
   ASSERT_TRUE(loader.ok());

@@ -23,6 +23,7 @@ constexpr SegmentRule kAllRules[] = {SegmentRule::kTooManySegments,
                                      SegmentRule::kTooLarge,
                                      SegmentRule::kOutsideCrashRegion,
                                      SegmentRule::kInsideCrashRegion,
+                                     SegmentRule::kInsideVmmReserved,
                                      SegmentRule::kEntryOutsideRam,
                                      SegmentRule::kEntryOutsideCrashRegion};
 
@@ -33,6 +34,7 @@ bool IsEaddrnotavail(SegmentRule rule) {
     case SegmentRule::kOutsideRam:
     case SegmentRule::kOutsideCrashRegion:
     case SegmentRule::kInsideCrashRegion:
+    case SegmentRule::kInsideVmmReserved:
     case SegmentRule::kEntryOutsideRam:
     case SegmentRule::kEntryOutsideCrashRegion:
       return true;
@@ -69,6 +71,8 @@ absl::string_view SegmentRuleName(SegmentRule rule) {
       return "outside_crash_region";
     case SegmentRule::kInsideCrashRegion:
       return "inside_crash_region";
+    case SegmentRule::kInsideVmmReserved:
+      return "inside_vmm_reserved";
     case SegmentRule::kEntryOutsideRam:
       return "entry_outside_ram";
     case SegmentRule::kEntryOutsideCrashRegion:
@@ -207,6 +211,17 @@ absl::Status ValidateImage(const Image& image, const GuestMemory& memory,
           absl::StrFormat("[0x%x, 0x%x) touches the crash region [0x%x, 0x%x)",
                           segs[i].mem, segs[i].mem + segs[i].memsz,
                           reserved.base, reserved.end()));
+    }
+  }
+  for (size_t i = 0; i < segs.size(); ++i) {
+    for (const GpaRange& r : policy.vmm_reserved) {
+      if (r.Intersects(segs[i].mem, segs[i].memsz)) {
+        return MakeSegmentError(
+            SegmentRule::kInsideVmmReserved, i,
+            absl::StrFormat("[0x%x, 0x%x) touches VMM-reserved [0x%x, 0x%x)",
+                            segs[i].mem, segs[i].mem + segs[i].memsz, r.base,
+                            r.end()));
+      }
     }
   }
   // The entry point: kimage_crash_alloc() refuses a crash entry outside

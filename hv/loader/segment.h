@@ -66,6 +66,7 @@ enum class SegmentRule {
   kTooLarge,            // a segment or the total > RAM pages / 2 (EINVAL)
   kOutsideCrashRegion,  // crash image segment outside crash region
   kInsideCrashRegion,   // normal image segment touches the crash region
+  kInsideVmmReserved,   // segment touches memory the VMM reserved (boot data)
   kEntryOutsideRam,     // entry not inside guest RAM
   kEntryOutsideCrashRegion  // crash image entry outside crash region
 };
@@ -96,6 +97,9 @@ struct ValidationPolicy {
   // For normal images: a range the image must not touch (the VM's crash
   // region, reserved like crashkernel= memory the first kernel never uses).
   GpaRange reserved;
+  // For every image: ranges the VMM keeps for itself (its boot structures,
+  // e.g. below HV_VIRT_IMAGE_MIN). No segment may touch them.
+  std::vector<GpaRange> vmm_reserved;
 };
 
 // sanity_check_segment_list() plus the crash-entry rule of

@@ -168,6 +168,19 @@ TEST_F(SegmentTest, CrashRegionRules) {
           .ok());
 }
 
+TEST_F(SegmentTest, VmmReservedRanges) {
+  ValidationPolicy policy{.vmm_reserved = {{0x0, 0x2000}, {0x9000, 0x1000}}};
+  ExpectViolation(
+      Check(Image{0x2000, {Seg(0x2000, 0x1000), Seg(0x8000, 0x2000)}}, policy),
+      SegmentRule::kInsideVmmReserved, 1, absl::StatusCode::kOutOfRange);
+  ExpectViolation(Check(Image{0x2000, {Seg(0x1000, 0x1000)}}, policy),
+                  SegmentRule::kInsideVmmReserved, 0,
+                  absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE(
+      Check(Image{0x2000, {Seg(0x2000, 0x7000), Seg(0xa000, 0x1000)}}, policy)
+          .ok());
+}
+
 TEST_F(SegmentTest, EntryOutsideRam) {
   ExpectViolation(Check(Image{2 * kMiB + 8, {Seg(0x0, 0x1000)}}),
                   SegmentRule::kEntryOutsideRam, kWholeImage,
