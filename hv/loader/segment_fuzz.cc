@@ -78,7 +78,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     s.mem = (sctl & 1) ? in.U64() : (in.U8() % 0x30) * 0x1000;
     s.memsz = (sctl & 2) ? in.U64() : (in.U8() % 8) * 0x1000;
     if (sctl & 4) s.memsz += in.U8() % 7;  // unaligned
-    s.bufsz = (sctl & 8) ? in.U64() : in.U64() % (s.memsz + 0x100 + 1);
+    // Plausible bufsz: up to memsz + 0x100 (the modulus wraps to 0 for a
+    // raw memsz near 2^64; then take the raw value).
+    const uint64_t bufsz_mod = s.memsz + 0x101;
+    const uint64_t raw_bufsz = in.U64();
+    s.bufsz = (sctl & 8) || bufsz_mod == 0 ? raw_bufsz : raw_bufsz % bufsz_mod;
     s.buf = (sctl & 16) ? nullptr : Source().data() + (i * 97) % 4096;
     image.segments.push_back(s);
   }
