@@ -15,7 +15,11 @@ def hv_fuzz_test(name, srcs, deps = [], size = "small", tags = [], **kwargs):
             "//conditions:default": ["//tools/build:fuzz_driver"],
         }),
         linkopts = select({
-            "//tools/build:fuzzing": ["-fsanitize=fuzzer"],
+            "//tools/build:fuzzing": [
+                "-fsanitize=fuzzer",
+                # clang links as C here; UBSan needs its C++ runtime too.
+                "-fsanitize-link-c++-runtime",
+            ],
             "//conditions:default": [],
         }),
         args = select({
