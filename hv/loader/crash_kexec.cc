@@ -26,20 +26,24 @@ CrashKexec::CrashKexec(KexecLoader* loader, VcpuStopper* stopper,
       registers_(registers),
       boot_vcpu_(boot_vcpu) {}
 
-CrashOutcome CrashKexec::TriggerCrash(CrashReason reason, size_t vcpu) {
+CrashOutcome CrashKexec::TriggerCrash(CrashReason reason, size_t vcpu,
+                                      uint32_t generation) {
   CrashOutcome out;
   out.reason = reason;
   CrashState expected = CrashState::kRunning;
-  if (state_.compare_exchange_strong(expected, CrashState::kSwitching,
+  if (generation == kFirstKernel &&
+      state_.compare_exchange_strong(expected, CrashState::kSwitching,
                                      std::memory_order_acq_rel)) {
     out = Switch(reason, vcpu);
-    state_.store(out.action == CrashOutcome::Action::kStartCrashImage
-                     ? CrashState::kCrashImageRunning
-                     : CrashState::kCrashed,
-                 std::memory_order_release);
+    const bool started = out.action == CrashOutcome::Action::kStartCrashImage;
+    if (started) crash_image_started_.store(true, std::memory_order_release);
+    state_.store(
+        started ? CrashState::kCrashImageRunning : CrashState::kCrashed,
+        std::memory_order_release);
     return out;
   }
-  if (expected == CrashState::kCrashImageRunning &&
+  expected = CrashState::kCrashImageRunning;
+  if (generation == kCrashKernel &&
       state_.compare_exchange_strong(expected, CrashState::kCrashed,
                                      std::memory_order_acq_rel)) {
     // The crash image itself crashed: there is nothing further to switch to.
@@ -48,7 +52,8 @@ CrashOutcome CrashKexec::TriggerCrash(CrashReason reason, size_t vcpu) {
         "the crash image crashed (", CrashReasonName(reason), ")"));
     return out;
   }
-  out.action = CrashOutcome::Action::kParkVcpu;  // someone else is handling it
+  // Someone else is handling it, or a stale panic of a kernel that is gone.
+  out.action = CrashOutcome::Action::kParkVcpu;
   return out;
 }
 

@@ -2,7 +2,8 @@
 // machine_crash_shutdown() → machine_kexec()), driven by the VMM:
 //
 //   guest panic hypercall / triple fault (KVM_EXIT_SHUTDOWN) / API request
-//     → the vCPU thread (or API thread) calls TriggerCrash(reason, vcpu)
+//     → the vCPU thread (or API thread) calls
+//       TriggerCrash(reason, vcpu, generation)
 //     → exactly one caller wins (an atomic compare-exchange, like panic()'s
 //       panic_cpu); every other caller gets kParkVcpu and must stop its vCPU
 //     → the winner: marks the loader crashed (no more loads), stops all other
@@ -19,6 +20,14 @@
 // States: kRunning → kSwitching → kCrashImageRunning | kCrashed. A panic of
 // the crash image itself (state kCrashImageRunning) wins once more and goes
 // to kCrashed: as in Linux, the kdump kernel has no crash kernel of its own.
+//
+// Generations: a panic is attributed to the kernel that raised it. The VMM
+// stamps every vCPU run with generation() as it was when the vCPU was
+// (re)started and passes it back: kFirstKernel for the original image,
+// kCrashKernel once the crash image has been started. A first-kernel panic
+// that arrives late (its vCPU exited before it was stopped, and its thread
+// reports after the switch) is then parked instead of being mistaken for a
+// crash of the crash image.
 //
 // Thread safety: TriggerCrash may be called from any number of threads at
 // once. state_ is the only shared state (atomic); the loader's trylock guards
@@ -62,11 +71,22 @@ class CrashKexec {
   CrashKexec(KexecLoader* loader, VcpuStopper* stopper,
              VcpuRegisterSource* registers, size_t boot_vcpu = 0);
 
+  static constexpr uint32_t kFirstKernel = 0;
+  static constexpr uint32_t kCrashKernel = 1;
+
   // `vcpu` is the panicking vCPU (for kApiRequest: the vCPU to keep running,
-  // usually the boot vCPU).
-  CrashOutcome TriggerCrash(CrashReason reason, size_t vcpu);
+  // usually the boot vCPU); `generation` the generation() its run started in.
+  CrashOutcome TriggerCrash(CrashReason reason, size_t vcpu,
+                            uint32_t generation);
 
   CrashState state() const { return state_.load(std::memory_order_acquire); }
+  // kCrashKernel once a switch to the crash image succeeded.
+  uint32_t generation() const {
+    return state() == CrashState::kCrashImageRunning ||
+                   crash_image_started_.load(std::memory_order_acquire)
+               ? kCrashKernel
+               : kFirstKernel;
+  }
 
  private:
   CrashOutcome Switch(CrashReason reason, size_t vcpu);
@@ -76,6 +96,7 @@ class CrashKexec {
   VcpuRegisterSource* const registers_;
   const size_t boot_vcpu_;
   std::atomic<CrashState> state_{CrashState::kRunning};
+  std::atomic<bool> crash_image_started_{false};
 };
 
 }  // namespace hv::loader

@@ -88,7 +88,8 @@ TEST_F(CrashKexecTest, StartsCrashImageWithCoreHeader) {
   FakeVcpus vcpus(4);
   CrashKexec crash(loader_.get(), &vcpus, &vcpus, /*boot_vcpu=*/0);
   EXPECT_EQ(crash.state(), CrashState::kRunning);
-  CrashOutcome out = crash.TriggerCrash(CrashReason::kPanicHypercall, 2);
+  CrashOutcome out = crash.TriggerCrash(CrashReason::kPanicHypercall, 2,
+                                        CrashKexec::kFirstKernel);
   ASSERT_EQ(out.action, CrashOutcome::Action::kStartCrashImage) << out.why;
   EXPECT_EQ(out.reason, CrashReason::kPanicHypercall);
   EXPECT_EQ(out.boot_vcpu, 0u);
@@ -114,19 +115,32 @@ TEST_F(CrashKexecTest, StartsCrashImageWithCoreHeader) {
   // The crash image is frozen: loads now fail.
   EXPECT_EQ(loader_->Unload(Slot::kCrash).code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(crash.generation(), CrashKexec::kCrashKernel);
+  // A late first-kernel panic (stale generation) is parked, not fatal.
+  EXPECT_EQ(crash
+                .TriggerCrash(CrashReason::kPanicHypercall, 3,
+                              CrashKexec::kFirstKernel)
+                .action,
+            CrashOutcome::Action::kParkVcpu);
+  EXPECT_EQ(crash.state(), CrashState::kCrashImageRunning);
   // The crash image itself panics → crashed; after that, parking only.
-  CrashOutcome again = crash.TriggerCrash(CrashReason::kTripleFault, 0);
+  CrashOutcome again = crash.TriggerCrash(CrashReason::kTripleFault, 0,
+                                          CrashKexec::kCrashKernel);
   EXPECT_EQ(again.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(crash.state(), CrashState::kCrashed);
-  EXPECT_EQ(crash.TriggerCrash(CrashReason::kTripleFault, 0).action,
-            CrashOutcome::Action::kParkVcpu);
+  EXPECT_EQ(crash.generation(), CrashKexec::kCrashKernel);
+  EXPECT_EQ(
+      crash.TriggerCrash(CrashReason::kTripleFault, 0, CrashKexec::kCrashKernel)
+          .action,
+      CrashOutcome::Action::kParkVcpu);
 }
 
 TEST_F(CrashKexecTest, NoCrashImageEntersCrashedState) {
   const auto outside = Outside();
   FakeVcpus vcpus(2);
   CrashKexec crash(loader_.get(), &vcpus, &vcpus);
-  CrashOutcome out = crash.TriggerCrash(CrashReason::kTripleFault, 1);
+  CrashOutcome out = crash.TriggerCrash(CrashReason::kTripleFault, 1,
+                                        CrashKexec::kFirstKernel);
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kNotFound) << out.why;
   EXPECT_EQ(crash.state(), CrashState::kCrashed);
@@ -145,7 +159,8 @@ TEST_F(CrashKexecTest, TamperedCrashImageIsNotEntered) {
   ASSERT_TRUE(memory_->WriteObj<uint8_t>(0x201000, 0).ok());
   FakeVcpus vcpus(1);
   CrashKexec crash(loader_.get(), &vcpus, &vcpus);
-  CrashOutcome out = crash.TriggerCrash(CrashReason::kApiRequest, 0);
+  CrashOutcome out =
+      crash.TriggerCrash(CrashReason::kApiRequest, 0, CrashKexec::kFirstKernel);
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(out.why.message().find("segment 0"), absl::string_view::npos);
@@ -156,14 +171,16 @@ TEST_F(CrashKexecTest, StopFailureAndBadVcpu) {
   FakeVcpus vcpus(2);
   vcpus.set_stop_status(absl::InternalError("vcpu 1 stuck"));
   CrashKexec crash(loader_.get(), &vcpus, &vcpus);
-  CrashOutcome out = crash.TriggerCrash(CrashReason::kApiRequest, 0);
+  CrashOutcome out =
+      crash.TriggerCrash(CrashReason::kApiRequest, 0, CrashKexec::kFirstKernel);
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kInternal);
 
   auto loader2 = std::move(*KexecLoader::Create(memory_.get(), kCrash));
   FakeVcpus two(2);
   CrashKexec crash2(loader2.get(), &two, &two);
-  out = crash2.TriggerCrash(CrashReason::kApiRequest, 7);
+  out = crash2.TriggerCrash(CrashReason::kApiRequest, 7,
+                            CrashKexec::kFirstKernel);
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(two.stop_calls().empty());
@@ -184,7 +201,8 @@ TEST_F(CrashKexecTest, ExactlyOneWinnerAmongManyThreads) {
       while (!go.load()) {
       }
       outcomes[t] = crash.TriggerCrash(
-          t % 2 ? CrashReason::kTripleFault : CrashReason::kPanicHypercall, t);
+          t % 2 ? CrashReason::kTripleFault : CrashReason::kPanicHypercall, t,
+          CrashKexec::kFirstKernel);
     });
   }
   go = true;
@@ -195,12 +213,11 @@ TEST_F(CrashKexecTest, ExactlyOneWinnerAmongManyThreads) {
     parked += o.action == CrashOutcome::Action::kParkVcpu;
     crashed += o.action == CrashOutcome::Action::kEnterCrashedState;
   }
-  // A late loser may see kCrashImageRunning and count as "the crash image
-  // crashed" only if it calls after the switch completed; by construction
-  // here every thread is a first-kernel panic, so allow at most one such.
+  // Every caller is a first-kernel panic: one switch, everyone else parks —
+  // including losers arriving after the switch completed (stale generation).
   EXPECT_EQ(started, 1);
-  EXPECT_LE(crashed, 1);
-  EXPECT_EQ(started + parked + crashed, kThreads);
+  EXPECT_EQ(crashed, 0);
+  EXPECT_EQ(parked, kThreads - 1);
   EXPECT_EQ(vcpus.stop_calls().size(), 1u);
 }
 
@@ -226,7 +243,8 @@ TEST_F(CrashKexecTest, CrashRacingALoadIsBusyNotBlocked) {
   });
   while (!in_load.load()) std::this_thread::yield();
   // While the load holds the lock: the crash does not wait for it.
-  CrashOutcome out = crash.TriggerCrash(CrashReason::kPanicHypercall, 0);
+  CrashOutcome out = crash.TriggerCrash(CrashReason::kPanicHypercall, 0,
+                                        CrashKexec::kFirstKernel);
   EXPECT_EQ(out.action, CrashOutcome::Action::kEnterCrashedState);
   EXPECT_EQ(out.why.code(), absl::StatusCode::kUnavailable) << out.why;
   // Other operations are busy too.

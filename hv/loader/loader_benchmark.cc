@@ -130,7 +130,8 @@ void BM_CrashSwitch(benchmark::State& state) {
     if (!loader->Load(Slot::kCrash, image).ok()) state.SkipWithError("load");
     CrashKexec ck(loader.get(), &vcpus, &vcpus);
     state.ResumeTiming();
-    CrashOutcome out = ck.TriggerCrash(CrashReason::kPanicHypercall, 1);
+    CrashOutcome out = ck.TriggerCrash(CrashReason::kPanicHypercall, 1,
+                                       CrashKexec::kFirstKernel);
     if (out.action != CrashOutcome::Action::kStartCrashImage) {
       state.SkipWithError(out.why.ToString().c_str());
     }

@@ -1,6 +1,9 @@
 #include "hv/loader/segment.h"
 
+#include <iterator>
 #include <memory>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -198,6 +201,33 @@ TEST_F(SegmentTest, KernelCheckOrder) {
                {Seg(0x0, 0x2000), Seg(0x1000, 0x1000), Seg(0x5001, 0x1000, 0)}};
   ExpectViolation(Check(image2), SegmentRule::kUnaligned, 2,
                   absl::StatusCode::kOutOfRange);
+}
+
+TEST(SegmentViolationTest, EveryRuleIsDistinctAndRoundTrips) {
+  const SegmentRule rules[] = {SegmentRule::kTooManySegments,
+                               SegmentRule::kNullBuffer,
+                               SegmentRule::kWrap,
+                               SegmentRule::kUnaligned,
+                               SegmentRule::kOutsideRam,
+                               SegmentRule::kOverlap,
+                               SegmentRule::kBufszExceedsMemsz,
+                               SegmentRule::kTooLarge,
+                               SegmentRule::kOutsideCrashRegion,
+                               SegmentRule::kInsideCrashRegion,
+                               SegmentRule::kInsideVmmReserved,
+                               SegmentRule::kEntryOutsideRam,
+                               SegmentRule::kEntryOutsideCrashRegion};
+  std::set<std::string> names;
+  for (SegmentRule rule : rules) {
+    names.insert(std::string(SegmentRuleName(rule)));
+    for (size_t index : {size_t{0}, size_t{15}, kWholeImage}) {
+      auto v = GetSegmentViolation(MakeSegmentError(rule, index, "x"));
+      ASSERT_TRUE(v.has_value()) << SegmentRuleName(rule);
+      EXPECT_EQ(v->rule, rule);
+      EXPECT_EQ(v->segment, index);
+    }
+  }
+  EXPECT_EQ(names.size(), std::size(rules));
 }
 
 TEST(SegmentViolationTest, NotAViolation) {
