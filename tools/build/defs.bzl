@@ -1,6 +1,6 @@
 """Build macros shared by hv packages."""
 
-def hv_fuzz_test(name, srcs, deps = [], size = "small", tags = [], **kwargs):
+def hv_fuzz_test(name, srcs, deps = [], size = "medium", tags = [], **kwargs):
     """A libFuzzer target that is also a regular test.
 
     Under --config=fuzz the binary links libFuzzer (-fsanitize=fuzzer) and
@@ -23,7 +23,7 @@ def hv_fuzz_test(name, srcs, deps = [], size = "small", tags = [], **kwargs):
             "//conditions:default": [],
         }),
         args = select({
-            "//tools/build:fuzzing": ["-max_total_time=60", "-rss_limit_mb=2048"],
+            "//tools/build:fuzzing": ["-max_total_time=45", "-rss_limit_mb=2048"],
             "//conditions:default": [],
         }),
         size = size,
