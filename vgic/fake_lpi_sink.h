@@ -50,9 +50,11 @@ class FakeLpiSink : public LpiSink {
     const uint64_t bit = uint64_t{1} << (intid % 64);
     return Word(vcpu, intid).load() & bit;
   }
-  absl::StatusOr<uint8_t> ReadConfigByte(uint32_t, uint32_t intid) const override {
+  absl::StatusOr<uint8_t> ReadConfigByte(uint32_t,
+                                         uint32_t intid) const override {
     read_config_calls.fetch_add(1);
-    if (!config_table_ready) return absl::FailedPreconditionError("no PROPBASER");
+    if (!config_table_ready)
+      return absl::FailedPreconditionError("no PROPBASER");
     return config_[intid].load();
   }
   void ApplyConfigByte(uint32_t intid, uint8_t config) override {

@@ -74,11 +74,11 @@ absl::Status Its::Write(const hv::MmioContext& ctx, uint64_t offset,
     // written value, DeviceID comes from the bus. A write that does not
     // translate is dropped (no architected error report).
     if (size != 2 && size != 4) {
-      return absl::InvalidArgumentError("GITS_TRANSLATER takes 16/32-bit writes");
+      return absl::InvalidArgumentError(
+          "GITS_TRANSLATER takes 16/32-bit writes");
     }
-    const uint32_t event =
-        size == 2 ? static_cast<uint32_t>(value & 0xffff)
-                  : static_cast<uint32_t>(value & kLow32);
+    const uint32_t event = size == 2 ? static_cast<uint32_t>(value & 0xffff)
+                                     : static_cast<uint32_t>(value & kLow32);
     (void)InjectMsi(ctx.requester_id, event);
     return absl::OkStatus();
   }
@@ -122,15 +122,24 @@ uint64_t Reg64Base(uint64_t offset) {
 
 uint32_t IdRegister(uint64_t offset) {
   switch (offset) {
-    case 0xffd0: return 0x40;  // PIDR4: 64 KiB frame
-    case 0xffe0: return 0x92;  // PIDR0: part number [7:0]
-    case 0xffe4: return 0xb4;  // PIDR1
-    case 0xffe8: return 0x3b;  // PIDR2: ArchRev [7:4] = 3 (GICv3), JEP106
-    case 0xfff0: return 0x0d;  // CIDR0..3: component ID
-    case 0xfff4: return 0xf0;
-    case 0xfff8: return 0x05;
-    case 0xfffc: return 0xb1;
-    default: return 0;
+    case 0xffd0:
+      return 0x40;  // PIDR4: 64 KiB frame
+    case 0xffe0:
+      return 0x92;  // PIDR0: part number [7:0]
+    case 0xffe4:
+      return 0xb4;  // PIDR1
+    case 0xffe8:
+      return 0x3b;  // PIDR2: ArchRev [7:4] = 3 (GICv3), JEP106
+    case 0xfff0:
+      return 0x0d;  // CIDR0..3: component ID
+    case 0xfff4:
+      return 0xf0;
+    case 0xfff8:
+      return 0x05;
+    case 0xfffc:
+      return 0xb1;
+    default:
+      return 0;
   }
 }
 
@@ -138,11 +147,13 @@ uint32_t IdRegister(uint64_t offset) {
 
 absl::Status Its::ReadReg(uint64_t offset, uint8_t size, uint64_t* value) {
   if ((size != 4 && size != 8) || offset % size != 0) {
-    return absl::InvalidArgumentError("ITS registers take aligned 32/64-bit accesses");
+    return absl::InvalidArgumentError(
+        "ITS registers take aligned 32/64-bit accesses");
   }
   const uint64_t base64 = Reg64Base(offset);
   if (base64 == 0) {
-    if (size != 4) return absl::InvalidArgumentError("64-bit access to 32-bit ITS register");
+    if (size != 4)
+      return absl::InvalidArgumentError("64-bit access to 32-bit ITS register");
     switch (offset) {
       case its::RegOff(its::Reg::kCtlr): {
         uint32_t v = ctlr_enabled_ ? its::kCtlrEnabled : 0;
@@ -164,9 +175,15 @@ absl::Status Its::ReadReg(uint64_t offset, uint8_t size, uint64_t* value) {
   }
   uint64_t reg = 0;
   switch (base64) {
-    case its::RegOff(its::Reg::kTyper): reg = Typer(); break;
-    case its::RegOff(its::Reg::kCbaser): reg = cbaser_; break;
-    case its::RegOff(its::Reg::kCwriter): reg = cwriter_; break;
+    case its::RegOff(its::Reg::kTyper):
+      reg = Typer();
+      break;
+    case its::RegOff(its::Reg::kCbaser):
+      reg = cbaser_;
+      break;
+    case its::RegOff(its::Reg::kCwriter):
+      reg = cwriter_;
+      break;
     case its::RegOff(its::Reg::kCreadr):
       reg = creadr_ | (stalled_ ? its::kCreadrStalled : 0);
       break;
@@ -186,11 +203,13 @@ absl::Status Its::ReadReg(uint64_t offset, uint8_t size, uint64_t* value) {
 
 absl::Status Its::WriteReg(uint64_t offset, uint8_t size, uint64_t value) {
   if ((size != 4 && size != 8) || offset % size != 0) {
-    return absl::InvalidArgumentError("ITS registers take aligned 32/64-bit accesses");
+    return absl::InvalidArgumentError(
+        "ITS registers take aligned 32/64-bit accesses");
   }
   const uint64_t base64 = Reg64Base(offset);
   if (base64 == 0) {
-    if (size != 4) return absl::InvalidArgumentError("64-bit access to 32-bit ITS register");
+    if (size != 4)
+      return absl::InvalidArgumentError("64-bit access to 32-bit ITS register");
     if (offset == its::RegOff(its::Reg::kCtlr)) WriteCtlr(value & kLow32);
     return absl::OkStatus();  // IIDR, ID registers, reserved: WI
   }
@@ -203,9 +222,13 @@ absl::Status Its::WriteReg(uint64_t offset, uint8_t size, uint64_t value) {
                         : (cur & ~kLow32) | (value & kLow32);
   }
   switch (base64) {
-    case its::RegOff(its::Reg::kTyper): break;   // RO
-    case its::RegOff(its::Reg::kCreadr): break;  // RO for the guest
-    case its::RegOff(its::Reg::kCbaser): WriteCbaser(full); break;
+    case its::RegOff(its::Reg::kTyper):
+      break;  // RO
+    case its::RegOff(its::Reg::kCreadr):
+      break;  // RO for the guest
+    case its::RegOff(its::Reg::kCbaser):
+      WriteCbaser(full);
+      break;
     case its::RegOff(its::Reg::kCwriter):
       // Only a write of the low half (which holds Offset and Retry) is a
       // queue doorbell; the high half is RES0.
@@ -289,7 +312,7 @@ void Its::WriteCwriter(uint64_t value) {
 }
 
 void Its::WriteBaser(int n, uint64_t value) {
-  if (n >= 2) return;     // unimplemented tables: RAZ/WI
+  if (n >= 2) return;         // unimplemented tables: RAZ/WI
   if (ctlr_enabled_) return;  // §12.19.1: writes while enabled ignored
   uint64_t writable = its::kBaserWritableMask;
   // Only the device table may be two-level; the collection table is flat
@@ -477,15 +500,15 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
       const uint64_t rd = c.rdbase();
       if (c.valid() && rd >= sink_->num_vcpus()) return Error::kMapcProcnumOor;
       const bool valid = c.valid();
-      CollectChanges(opc, changes,
-                     [&](uint32_t d, uint32_t e, OptT before, bool*) -> OptT {
-                       lock_.AssertHeld();  // called from CollectChanges
-                       const Ite* ite = FindIteLocked(d, e);
-                       if (ite == nullptr || ite->icid != icid) return before;
-                       if (!valid) return std::nullopt;
-                       return Translation{static_cast<uint32_t>(rd),
-                                          ite->intid};
-                     });
+      CollectChanges(
+          opc, changes,
+          [&](uint32_t d, uint32_t e, OptT before, bool*) -> OptT {
+            lock_.AssertHeld();  // called from CollectChanges
+            const Ite* ite = FindIteLocked(d, e);
+            if (ite == nullptr || ite->icid != icid) return before;
+            if (!valid) return std::nullopt;
+            return Translation{static_cast<uint32_t>(rd), ite->intid};
+          });
       if (!apply) return Error::kNone;
       const uint32_t old = collections_[icid];
       if (valid && old != kUnmapped && old != rd) {
@@ -883,7 +906,8 @@ absl::Status Its::SetRegisters(const ItsRegisters& regs) {
   const uint64_t cwriter = regs.cwriter & its::kQueueOffsetMask;
   const uint64_t creadr = regs.creadr & its::kQueueOffsetMask;
   if (cwriter >= qbytes || creadr >= qbytes) {
-    return absl::InvalidArgumentError("CREADR/CWRITER beyond the command queue");
+    return absl::InvalidArgumentError(
+        "CREADR/CWRITER beyond the command queue");
   }
   for (int n = 2; n < 8; ++n) {
     if (regs.baser[n] != 0) {

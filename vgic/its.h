@@ -197,7 +197,7 @@ class Its : public hv::MmioDevice {
   };
   // What a command needs from outside lock_, prepared before taking it.
   struct Prepared {
-    bool device_id_in_table = false;  // MAPD: DeviceID fits the device table
+    bool device_id_in_table = false;   // MAPD: DeviceID fits the device table
     DeviceMap::node_type device_node;  // MAPD V=1
     IteMap::node_type ite_node;        // MAPTI/MAPI
   };
@@ -231,13 +231,15 @@ class Its : public hv::MmioDevice {
   // beyond the generic "plan, notify, apply" sequence.
   its::Error ExecuteSimple(const Command& c, Prepared& prep)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
-  its::Error ExecuteInv(const Command& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
+  its::Error ExecuteInv(const Command& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
   its::Error ExecuteInvall(const Command& c)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
   // Validates `c` and, if `apply`, applies it; if `changes` is non-null,
   // appends the translation changes of watched pairs it would make.
   its::Error RunLocked(const Command& c, bool apply, Prepared& prep,
-                       Garbage& garbage, std::vector<TranslationChange>* changes)
+                       Garbage& garbage,
+                       std::vector<TranslationChange>* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_, lock_);
   absl::StatusOr<bool> DeviceIdInTable(uint32_t device_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
@@ -264,8 +266,8 @@ class Its : public hv::MmioDevice {
   // calls `after_fn(pair)` to learn the new mapping; appends changed ones.
   template <typename AfterFn>
   void CollectChanges(uint8_t cause, std::vector<TranslationChange>* changes,
-                      AfterFn after_fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_,
-                                                                      lock_);
+                      AfterFn after_fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_, lock_);
   void Notify(const std::vector<TranslationChange>& changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_);
   bool HaveWatchers() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(cmd_mu_) {

@@ -15,11 +15,11 @@ namespace vgic::its {
 enum class Reg : uint64_t {
   kCtlr = 0x0000,
   kIidr = 0x0004,
-  kTyper = 0x0008,  // 64-bit
-  kCbaser = 0x0080,  // 64-bit
+  kTyper = 0x0008,    // 64-bit
+  kCbaser = 0x0080,   // 64-bit
   kCwriter = 0x0088,  // 64-bit
-  kCreadr = 0x0090,  // 64-bit
-  kBaser0 = 0x0100,  // 8 × 64-bit, 0x100..0x138
+  kCreadr = 0x0090,   // 64-bit
+  kBaser0 = 0x0100,   // 8 × 64-bit, 0x100..0x138
   kBaserEnd = 0x0140,
   kIdRegsStart = 0xffd0,  // PIDR4..CIDR3
   kPidr2 = 0xffe8,
@@ -44,8 +44,8 @@ inline constexpr int kTyperCidBitsShift = 32;      // ICID bits - 1 (if CIL)
 inline constexpr uint64_t kTyperCil = 1ull << 36;
 
 // What this ITS implements.
-inline constexpr uint32_t kEventIdBits = 16;   // TYPER.IDbits + 1
-inline constexpr uint32_t kDeviceIdBits = 16;  // TYPER.Devbits + 1
+inline constexpr uint32_t kEventIdBits = 16;       // TYPER.IDbits + 1
+inline constexpr uint32_t kDeviceIdBits = 16;      // TYPER.Devbits + 1
 inline constexpr uint32_t kCollectionIdBits = 16;  // TYPER.CIDbits + 1
 inline constexpr uint32_t kNumCollectionIds = 1u << kCollectionIdBits;
 inline constexpr uint32_t kEntrySize = 8;  // ITE, DTE and CTE size (REV0)
@@ -56,9 +56,9 @@ inline constexpr uint64_t kCbaserAddrMask = 0x000ffffffffff000ull;  // [51:12]
 inline constexpr uint64_t kCbaserSizeMask = 0xff;  // 4 KiB pages - 1
 // Fields we keep as written: Valid, InnerCache [61:59], OuterCache [55:53],
 // Physical_Address [51:12], Shareability [11:10], Size [7:0].
-inline constexpr uint64_t kCbaserWritableMask =
-    kCbaserValid | (7ull << 59) | (7ull << 53) | kCbaserAddrMask |
-    (3ull << 10) | kCbaserSizeMask;
+inline constexpr uint64_t kCbaserWritableMask = kCbaserValid | (7ull << 59) |
+                                                (7ull << 53) | kCbaserAddrMask |
+                                                (3ull << 10) | kCbaserSizeMask;
 
 // GITS_CWRITER / GITS_CREADR (§12.19.5, §12.19.4): Offset [19:5].
 inline constexpr uint64_t kQueueOffsetMask = 0xfffe0;
@@ -69,7 +69,7 @@ inline constexpr uint64_t kCommandSize = 32;
 // GITS_BASER<n> (§12.19.1).
 inline constexpr uint64_t kBaserValid = 1ull << 63;
 inline constexpr uint64_t kBaserIndirect = 1ull << 62;
-inline constexpr int kBaserTypeShift = 56;  // [58:56], RO
+inline constexpr int kBaserTypeShift = 56;       // [58:56], RO
 inline constexpr int kBaserEntrySizeShift = 48;  // [52:48] bytes - 1, RO
 inline constexpr int kBaserPageSizeShift = 8;    // [9:8], RO here: 64 KiB
 inline constexpr uint64_t kBaserPageSize64K = 2ull << kBaserPageSizeShift;
@@ -129,10 +129,10 @@ enum class Error : uint32_t {
   kMaptiUnmappedDevice = 0x010a04,
   kMaptiIdOor = 0x010a05,
   kMaptiPhysicalIdOor = 0x010a06,
-  kMapiCollectionOor = 0x010b03,    // pattern
-  kMapiUnmappedDevice = 0x010b04,   // pattern
-  kMapiIdOor = 0x010b05,            // pattern
-  kMapiPhysicalIdOor = 0x010b06,    // pattern
+  kMapiCollectionOor = 0x010b03,   // pattern
+  kMapiUnmappedDevice = 0x010b04,  // pattern
+  kMapiIdOor = 0x010b05,           // pattern
+  kMapiPhysicalIdOor = 0x010b06,   // pattern
   kInvUnmappedInterrupt = 0x010c07,
   kInvUnmappedCollection = 0x010c09,  // pattern
   kInvallUnmappedCollection = 0x010d09,

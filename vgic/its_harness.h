@@ -19,11 +19,11 @@ namespace vgic {
 class ItsHarness {
  public:
   // Guest memory layout used by the harness (all in the first 8 MiB).
-  static constexpr uint64_t kCmdq = 0x10000;       // CBASER, cmdq_pages × 4K
-  static constexpr uint64_t kDevTable = 0x100000;  // BASER0, 1 × 64 KiB
+  static constexpr uint64_t kCmdq = 0x10000;        // CBASER, cmdq_pages × 4K
+  static constexpr uint64_t kDevTable = 0x100000;   // BASER0, 1 × 64 KiB
   static constexpr uint64_t kCollTable = 0x110000;  // BASER1, 1 × 64 KiB
-  static constexpr uint64_t kL2Page = 0x120000;    // indirect level-2 page
-  static constexpr uint64_t kIttBase = 0x200000;   // ITTs, 4 KiB apart
+  static constexpr uint64_t kL2Page = 0x120000;     // indirect level-2 page
+  static constexpr uint64_t kIttBase = 0x200000;    // ITTs, 4 KiB apart
   static constexpr uint64_t kRamSize = 0x800000;
 
   ItsHarness(LpiSink* sink, ItsOptions opts = {}, uint32_t cmdq_pages = 1)

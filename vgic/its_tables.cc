@@ -23,8 +23,8 @@ constexpr uint64_t kIdsPerL2Page = its::kTablePageSize / its::kEntrySize;
 constexpr uint64_t kRestoreScanBudget = uint64_t{1} << 24;
 
 uint64_t BaserAddr(uint64_t baser) {
-  return (baser & its::kBaserAddr64KMask) |
-         (baser & its::kBaserAddrHighMask) << 36;  // PA[51:48]
+  return (baser & its::kBaserAddr64KMask) | (baser & its::kBaserAddrHighMask)
+                                                << 36;  // PA[51:48]
 }
 
 uint64_t BaserBytes(uint64_t baser) {
@@ -101,8 +101,8 @@ absl::Status Its::SaveTables() {
   {
     hv::SpinLockHolder l(&lock_);
     for (const auto& [d, dev] : devices_) {
-      devs.push_back({d, dev.event_bits, dev.itt_addr, ites.size(),
-                      dev.ites.size()});
+      devs.push_back(
+          {d, dev.event_bits, dev.itt_addr, ites.size(), dev.ites.size()});
       for (const auto& [e, ite] : dev.ites) ites.push_back({e, ite});
     }
     for (uint32_t icid = 0; icid < its::kNumCollectionIds; ++icid) {
@@ -150,8 +150,8 @@ absl::Status Its::SaveTables() {
         HV_ASSIGN_OR_RETURN(uint64_t l1,
                             ReadEntry(*mem_, base + i * its::kEntrySize));
         if (l1 & its::kL1EntryValid) {
-          HV_RETURN_IF_ERROR(mem_->Fill(l1 & its::kL1EntryAddrMask, 0,
-                                        its::kTablePageSize));
+          HV_RETURN_IF_ERROR(
+              mem_->Fill(l1 & its::kL1EntryAddrMask, 0, its::kTablePageSize));
         }
       }
     }
@@ -163,9 +163,9 @@ absl::Status Its::SaveTables() {
     const DevSnap& d = devs[k];
     absl::StatusOr<uint64_t> gpa = DeviceEntryGpa(d.id);
     if (!gpa.ok()) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "no device table entry for DeviceID %u: %s", d.id,
-          gpa.status().message()));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("no device table entry for DeviceID %u: %s", d.id,
+                          gpa.status().message()));
     }
     const uint64_t next =
         k + 1 < devs.size()
@@ -210,13 +210,13 @@ absl::Status Its::RestoreTables() {
   if (b1 & its::kBaserValid) {
     const uint64_t base = BaserAddr(b1);
     for (uint32_t i = 0; i < coll_cap; ++i) {
-      HV_ASSIGN_OR_RETURN(uint64_t cte,
-                          ReadEntry(*mem_, base + uint64_t{i} * its::kEntrySize));
+      HV_ASSIGN_OR_RETURN(
+          uint64_t cte, ReadEntry(*mem_, base + uint64_t{i} * its::kEntrySize));
       if (!(cte >> its::kCteValidShift)) break;  // end of table
       const uint64_t rd = (cte >> its::kCteRdbaseShift) & its::kCteRdbaseMask;
       const uint32_t icid = cte & its::kCteIcidMask;
-      if ((cte & ~(uint64_t{1} << its::kCteValidShift | its::kCteRdbaseMask
-                                                         << its::kCteRdbaseShift |
+      if ((cte & ~(uint64_t{1} << its::kCteValidShift |
+                   its::kCteRdbaseMask << its::kCteRdbaseShift |
                    its::kCteIcidMask)) != 0) {
         return absl::InvalidArgumentError(
             absl::StrFormat("CTE %u: reserved bits set", i));
@@ -243,14 +243,15 @@ absl::Status Its::RestoreTables() {
     const uint64_t base = BaserAddr(b0);
     const uint64_t bytes = BaserBytes(b0);
     const bool indirect = b0 & its::kBaserIndirect;
-    const uint64_t max_ids = std::min<uint64_t>(
-        uint64_t{1} << its::kDeviceIdBits,
-        indirect ? bytes / its::kEntrySize * kIdsPerL2Page
-                 : bytes / its::kEntrySize);
+    const uint64_t max_ids =
+        std::min<uint64_t>(uint64_t{1} << its::kDeviceIdBits,
+                           indirect ? bytes / its::kEntrySize * kIdsPerL2Page
+                                    : bytes / its::kEntrySize);
     uint64_t id = 0;
     while (id < max_ids) {
       if (budget-- == 0) {
-        return absl::ResourceExhaustedError("device table scan budget exceeded");
+        return absl::ResourceExhaustedError(
+            "device table scan budget exceeded");
       }
       uint64_t gpa;
       if (indirect) {
@@ -261,7 +262,8 @@ absl::Status Its::RestoreTables() {
           id = (id / kIdsPerL2Page + 1) * kIdsPerL2Page;
           continue;
         }
-        gpa = (l1 & its::kL1EntryAddrMask) + id % kIdsPerL2Page * its::kEntrySize;
+        gpa =
+            (l1 & its::kL1EntryAddrMask) + id % kIdsPerL2Page * its::kEntrySize;
       } else {
         gpa = base + id * its::kEntrySize;
       }
@@ -276,9 +278,9 @@ absl::Status Its::RestoreTables() {
       dev.itt_addr = ((dte >> its::kDteIttAddrShift) & its::kDteIttAddrMask)
                      << 8;
       if (dev.event_bits > its::kEventIdBits) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "DTE %u: ITT size %u bits beyond GITS_TYPER.IDbits", id,
-            dev.event_bits));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("DTE %u: ITT size %u bits beyond GITS_TYPER.IDbits",
+                            id, dev.event_bits));
       }
       const uint64_t max_events = uint64_t{1} << dev.event_bits;
       uint64_t ev = 0;
@@ -287,21 +289,23 @@ absl::Status Its::RestoreTables() {
           return absl::ResourceExhaustedError("ITT scan budget exceeded");
         }
         HV_ASSIGN_OR_RETURN(
-            uint64_t ite, ReadEntry(*mem_, dev.itt_addr + ev * its::kEntrySize));
+            uint64_t ite,
+            ReadEntry(*mem_, dev.itt_addr + ev * its::kEntrySize));
         if (ite == 0) {
           ++ev;
           continue;
         }
         const uint64_t inext = ite >> its::kIteNextShift;
-        const uint64_t intid = (ite >> its::kItePintidShift) & its::kItePintidMask;
+        const uint64_t intid =
+            (ite >> its::kItePintidShift) & its::kItePintidMask;
         const uint16_t icid = ite & its::kIteIcidMask;
         if (intid < kFirstLpi || intid >= lpi_limit) {
           return absl::InvalidArgumentError(absl::StrFormat(
               "ITE %u/%u: pINTID %u out of range", id, ev, intid));
         }
         if (icid >= coll_cap) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "ITE %u/%u: ICID %u out of range", id, ev, icid));
+          return absl::InvalidArgumentError(
+              absl::StrFormat("ITE %u/%u: ICID %u out of range", id, ev, icid));
         }
         dev.ites.emplace(static_cast<uint32_t>(ev),
                          Ite{static_cast<uint32_t>(intid), icid});

@@ -34,16 +34,17 @@ TEST_P(ItsTablesTest, SaveWritesRev0AndRestoreBehavesIdentically) {
   ItsHarness h(&sink);
   h.Enable(indirect);
   h.Send({cmd::Mapd(3, 5, ItsHarness::Itt(3), true),
-          cmd::Mapd(700, 2, ItsHarness::Itt(700), true),
-          cmd::Mapc(0, 2, true), cmd::Mapc(5, 1, true),
-          cmd::Mapti(3, 1, kLpi + 1, 0), cmd::Mapti(3, 20, kLpi + 20, 5),
+          cmd::Mapd(700, 2, ItsHarness::Itt(700), true), cmd::Mapc(0, 2, true),
+          cmd::Mapc(5, 1, true), cmd::Mapti(3, 1, kLpi + 1, 0),
+          cmd::Mapti(3, 20, kLpi + 20, 5),
           cmd::Mapti(700, 3, kLpi + 99, 9),  // collection 9 unmapped
           cmd::Int(3, 20)});
   ASSERT_EQ(h.LastError(), 0u);
   ASSERT_TRUE(h.its().SaveTables().ok());
 
   // REV0 layout checks.
-  const uint64_t dte_base = indirect ? ItsHarness::kL2Page : ItsHarness::kDevTable;
+  const uint64_t dte_base =
+      indirect ? ItsHarness::kL2Page : ItsHarness::kDevTable;
   const uint64_t dte3 = Entry(h, dte_base + 3 * 8);
   EXPECT_EQ(dte3 >> 63, 1u);
   EXPECT_EQ((dte3 >> 49) & 0x3fff, 697u);  // next DeviceID offset
@@ -66,7 +67,8 @@ TEST_P(ItsTablesTest, SaveWritesRev0AndRestoreBehavesIdentically) {
   EXPECT_EQ(h.its().Translate(700, 3), std::nullopt);
   EXPECT_TRUE(sink.IsPending(1, kLpi + 20));  // pending state kept
   // Commands continue from the restored CREADR/CWRITER.
-  h.Send({cmd::Mapc(9, 3, true), cmd::Int(700, 3), cmd::Mapti(700, 2, kLpi + 5, 0)});
+  h.Send({cmd::Mapc(9, 3, true), cmd::Int(700, 3),
+          cmd::Mapti(700, 2, kLpi + 5, 0)});
   EXPECT_EQ(h.LastError(), 0u);
   EXPECT_TRUE(sink.IsPending(3, kLpi + 99));
   EXPECT_EQ(h.its().Translate(700, 2), (Translation{2, kLpi + 5}));
@@ -125,10 +127,10 @@ TEST(ItsTablesErrorTest, SaveNeedsTables) {
   h.Send(cmd::Mapd(9000, 4, ItsHarness::Itt(1), true));
   EXPECT_EQ(h.LastError(), its::ErrorCode(its::Error::kMapdDeviceOor));
   // Validate a level-1 entry and the same MAPD succeeds.
-  ASSERT_TRUE(h.mem()
-                  .WriteObj<uint64_t>(ItsHarness::kDevTable + 8,
-                                      1ull << 63 | 0x130000)
-                  .ok());
+  ASSERT_TRUE(
+      h.mem()
+          .WriteObj<uint64_t>(ItsHarness::kDevTable + 8, 1ull << 63 | 0x130000)
+          .ok());
   h.Send(cmd::Mapd(9000, 4, ItsHarness::Itt(1), true));
   EXPECT_EQ(h.its().GetErrorStats().total, 1u);
   ASSERT_TRUE(h.its().SaveTables().ok());

@@ -36,13 +36,13 @@ class ItsTest : public ::testing::Test {
 
 TEST_F(ItsTest, TyperReportsSpecFields) {
   const uint64_t typer = h_.R64(0x8);
-  EXPECT_EQ(typer & 1, 1u);                       // Physical
-  EXPECT_EQ((typer >> 4) & 0xf, 7u);              // ITT_entry_size = 8 bytes
-  EXPECT_GE(((typer >> 8) & 0x1f) + 1, 16u);      // IDbits
-  EXPECT_GE(((typer >> 13) & 0x1f) + 1, 16u);     // Devbits
-  EXPECT_EQ((typer >> 19) & 1, 0u);               // PTA = 0
-  EXPECT_EQ((typer >> 36) & 1, 1u);               // CIL
-  EXPECT_EQ(((typer >> 32) & 0xf) + 1, 16u);      // CIDbits
+  EXPECT_EQ(typer & 1, 1u);                    // Physical
+  EXPECT_EQ((typer >> 4) & 0xf, 7u);           // ITT_entry_size = 8 bytes
+  EXPECT_GE(((typer >> 8) & 0x1f) + 1, 16u);   // IDbits
+  EXPECT_GE(((typer >> 13) & 0x1f) + 1, 16u);  // Devbits
+  EXPECT_EQ((typer >> 19) & 1, 0u);            // PTA = 0
+  EXPECT_EQ((typer >> 36) & 1, 1u);            // CIL
+  EXPECT_EQ(((typer >> 32) & 0xf) + 1, 16u);   // CIDbits
   // 32-bit halves read the same register.
   EXPECT_EQ(h_.R32(0x8), typer & 0xffffffff);
   EXPECT_EQ(h_.R32(0xc), typer >> 32);
@@ -133,8 +133,8 @@ TEST_F(ItsTest, MapiUsesEventIdAsIntid) {
 
 TEST_F(ItsTest, IteMayPointAtUnmappedCollection) {
   h_.Enable();
-  h_.Send({cmd::Mapd(1, 5, ItsHarness::Itt(1), true),
-           cmd::Mapti(1, 0, kLpi, 7)});
+  h_.Send(
+      {cmd::Mapd(1, 5, ItsHarness::Itt(1), true), cmd::Mapti(1, 0, kLpi, 7)});
   EXPECT_EQ(h_.LastError(), 0u);
   EXPECT_EQ(its().InjectMsi(1, 0), Error::kIntUnmappedInterrupt);
   h_.Send(cmd::Int(1, 0));
@@ -147,8 +147,8 @@ TEST_F(ItsTest, IteMayPointAtUnmappedCollection) {
 TEST_F(ItsTest, MoviMovesPendingAndRetargets) {
   h_.Enable();
   MapBasic();
-  h_.Send({cmd::Mapc(1, 3, true), cmd::Mapti(1, 0, kLpi + 1, 0),
-           cmd::Int(1, 0)});
+  h_.Send(
+      {cmd::Mapc(1, 3, true), cmd::Mapti(1, 0, kLpi + 1, 0), cmd::Int(1, 0)});
   ASSERT_TRUE(sink_.IsPending(1, kLpi + 1));
   ASSERT_EQ(its().InjectMsi(1, 0), Error::kNone);  // fills the cache
   h_.Send(cmd::Movi(1, 0, 1));
@@ -250,41 +250,52 @@ struct ErrorCase {
 TEST_F(ItsTest, EveryErrorCode) {
   // Device table: 1 flat 64 KiB page = 8192 DTEs; collection table 8192.
   const std::vector<ErrorCase> cases = {
-      {"MAPD DeviceID beyond table", {cmd::Mapd(8192, 5, 0x0, true)},
+      {"MAPD DeviceID beyond table",
+       {cmd::Mapd(8192, 5, 0x0, true)},
        Error::kMapdDeviceOor},
       {"MAPD ITT size", {cmd::Mapd(1, 17, 0x0, true)}, Error::kMapdIttSizeOor},
       {"MAPC ICID", {cmd::Mapc(8192, 0, true)}, Error::kMapcCollectionOor},
       {"MAPC RDbase", {cmd::Mapc(0, 4, true)}, Error::kMapcProcnumOor},
-      {"MAPTI unmapped device", {cmd::Mapti(9, 0, kLpi, 0)},
+      {"MAPTI unmapped device",
+       {cmd::Mapti(9, 0, kLpi, 0)},
        Error::kMaptiUnmappedDevice},
       {"MAPTI EventID", {cmd::Mapti(1, 32, kLpi, 0)}, Error::kMaptiIdOor},
-      {"MAPTI pINTID low", {cmd::Mapti(1, 0, 8191, 0)},
+      {"MAPTI pINTID low",
+       {cmd::Mapti(1, 0, 8191, 0)},
        Error::kMaptiPhysicalIdOor},
-      {"MAPTI pINTID high", {cmd::Mapti(1, 0, 1u << 16, 0)},
+      {"MAPTI pINTID high",
+       {cmd::Mapti(1, 0, 1u << 16, 0)},
        Error::kMaptiPhysicalIdOor},
-      {"MAPTI ICID", {cmd::Mapti(1, 0, kLpi, 8192)},
+      {"MAPTI ICID",
+       {cmd::Mapti(1, 0, kLpi, 8192)},
        Error::kMaptiCollectionOor},
-      {"MAPI unmapped device", {cmd::Mapi(9, kLpi, 0)},
+      {"MAPI unmapped device",
+       {cmd::Mapi(9, kLpi, 0)},
        Error::kMapiUnmappedDevice},
       {"MAPI EventID", {cmd::Mapi(1, 32, 0)}, Error::kMapiIdOor},
       {"MAPI pINTID", {cmd::Mapi(1, 3, 0)}, Error::kMapiPhysicalIdOor},
       {"MOVI unmapped", {cmd::Movi(1, 9, 0)}, Error::kMoviUnmappedInterrupt},
-      {"MOVI unmapped device", {cmd::Movi(9, 0, 0)},
+      {"MOVI unmapped device",
+       {cmd::Movi(9, 0, 0)},
        Error::kMoviUnmappedInterrupt},
-      {"MOVI to unmapped collection", {cmd::Movi(1, 0, 5)},
+      {"MOVI to unmapped collection",
+       {cmd::Movi(1, 0, 5)},
        Error::kMoviUnmappedCollection},
       {"MOVI from unmapped collection",
        {cmd::Mapti(1, 2, kLpi + 2, 6), cmd::Movi(1, 2, 0)},
        Error::kMoviUnmappedCollection},
       {"INT unmapped", {cmd::Int(1, 9)}, Error::kIntUnmappedInterrupt},
       {"CLEAR unmapped", {cmd::Clear(1, 9)}, Error::kClearUnmappedInterrupt},
-      {"DISCARD unmapped", {cmd::Discard(1, 9)},
+      {"DISCARD unmapped",
+       {cmd::Discard(1, 9)},
        Error::kDiscardUnmappedInterrupt},
       {"INV unmapped", {cmd::Inv(1, 9)}, Error::kInvUnmappedInterrupt},
-      {"INV unmapped collection", {cmd::Mapti(1, 3, kLpi + 3, 6), cmd::Inv(1, 3)},
+      {"INV unmapped collection",
+       {cmd::Mapti(1, 3, kLpi + 3, 6), cmd::Inv(1, 3)},
        Error::kInvUnmappedCollection},
       {"INVALL unmapped", {cmd::Invall(5)}, Error::kInvallUnmappedCollection},
-      {"INVALL ICID OOR", {cmd::Invall(9000)},
+      {"INVALL ICID OOR",
+       {cmd::Invall(9000)},
        Error::kInvallUnmappedCollection},
       {"MOVALL RDbase1", {cmd::Movall(4, 0)}, Error::kMovallProcnumOor},
       {"MOVALL RDbase2", {cmd::Movall(0, 4)}, Error::kMovallProcnumOor},
@@ -314,8 +325,9 @@ TEST_F(ItsTest, EveryErrorCode) {
 TEST_F(ItsTest, ValidCommandsProduceNoError) {
   h_.Enable();
   MapBasic();
-  h_.Send({cmd::Sync(3), cmd::Mapti(1, 0, kLpi, 0), cmd::Mapti(1, 0, kLpi + 1, 0),
-           cmd::Movall(1, 1), cmd::Invall(0), cmd::Inv(1, 0)});
+  h_.Send({cmd::Sync(3), cmd::Mapti(1, 0, kLpi, 0),
+           cmd::Mapti(1, 0, kLpi + 1, 0), cmd::Movall(1, 1), cmd::Invall(0),
+           cmd::Inv(1, 0)});
   EXPECT_EQ(its().GetErrorStats().total, 0u);
   // The duplicate MAPTI kept the first mapping (KVM behaviour).
   EXPECT_EQ(its().Translate(1, 0), (Translation{1, kLpi}));
@@ -331,7 +343,8 @@ TEST_F(ItsTest, QueueWrapsAround) {
   int processed = 0;
   for (int batch = 0; batch < 10; ++batch) {
     std::vector<its::cmd::Raw> cmds;
-    for (int i = 0; i < 30; ++i) cmds.push_back(i % 2 ? cmd::Clear(1, 0) : cmd::Int(1, 0));
+    for (int i = 0; i < 30; ++i)
+      cmds.push_back(i % 2 ? cmd::Clear(1, 0) : cmd::Int(1, 0));
     cmds.push_back(cmd::Int(1, 0));
     h_.Send(cmds);
     processed += cmds.size();
@@ -358,7 +371,9 @@ TEST_F(ItsTest, CwriterBeyondQueueIsIgnored) {
 TEST(ItsQueueTest, MemoryFaultStallsAndCbaserRecovers) {
   FakeLpiSink sink(2, 16);
   // RAM with a hole: [0, 1 MiB) and [2 MiB, 3 MiB).
-  auto mem = std::move(hv::GuestMemory::Create({{0, 0x100000}, {0x200000, 0x100000}})).value();
+  auto mem =
+      std::move(hv::GuestMemory::Create({{0, 0x100000}, {0x200000, 0x100000}}))
+          .value();
   Its its(&sink, mem.get());
   auto w64 = [&](uint64_t off, uint64_t v) {
     ASSERT_TRUE(its.Write({}, off, 8, v).ok());
@@ -442,7 +457,8 @@ TEST_F(ItsTest, TranslaterUsesRequesterIdAndCache) {
   EXPECT_FALSE(its().Write(dev, 0x10040, 8, 7).ok());
   // Another requester ID does not translate.
   sink_.ClearPending(1, kLpi + 11);
-  ASSERT_TRUE(its().Write({hv::MmioContext::kNoVcpu, 0x43}, 0x10040, 4, 7).ok());
+  ASSERT_TRUE(
+      its().Write({hv::MmioContext::kNoVcpu, 0x43}, 0x10040, 4, 7).ok());
   EXPECT_EQ(sink_.PendingCount(1), 0);
   uint64_t v = 1;
   ASSERT_TRUE(its().Read({}, 0x10040, 4, &v).ok());
@@ -523,8 +539,8 @@ TEST_F(ItsTest, ObserverHearsBeforeEveryChange) {
   EXPECT_EQ(obs.changes[8].after, std::nullopt);
 
   // Unwatched pairs and failed commands produce nothing.
-  h_.Send({cmd::Mapd(2, 4, ItsHarness::Itt(2), true), cmd::Mapti(2, 0, kLpi + 1, 1),
-           cmd::Discard(7, 7)});
+  h_.Send({cmd::Mapd(2, 4, ItsHarness::Itt(2), true),
+           cmd::Mapti(2, 0, kLpi + 1, 1), cmd::Discard(7, 7)});
   EXPECT_EQ(obs.changes.size(), 9u);
   its().Watch(2, 0);
   ASSERT_TRUE(h_.W32(0, 0).ok());  // ITS disable revokes
