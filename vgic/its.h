@@ -61,6 +61,10 @@ struct ItsOptions {
   bool stall_on_error = false;
   // Direct-mapped translation cache slots (rounded up to a power of two).
   uint32_t cache_slots = 4096;
+  // Upper bound on table entries RestoreTables examines, so malformed tables
+  // cannot make a restore run unboundedly (legitimate tables use the REV0
+  // Next fields and stay far below the default).
+  uint64_t restore_scan_budget = uint64_t{1} << 24;
 };
 
 // Result of translating (DeviceID, EventID).

@@ -17,10 +17,6 @@ namespace vgic {
 namespace {
 
 constexpr uint64_t kIdsPerL2Page = its::kTablePageSize / its::kEntrySize;
-// Upper bound on table entries a restore examines: a malformed table cannot
-// make restore run unboundedly (legitimate tables use the Next fields and
-// stay far below this).
-constexpr uint64_t kRestoreScanBudget = uint64_t{1} << 24;
 
 uint64_t BaserAddr(uint64_t baser) {
   return (baser & its::kBaserAddr64KMask) | (baser & its::kBaserAddrHighMask)
@@ -201,7 +197,7 @@ absl::Status Its::RestoreTables() {
   const uint32_t num_vcpus = sink_->num_vcpus();
   const uint64_t lpi_limit = uint64_t{1} << std::min(sink_->id_bits(), 32u);
   const uint32_t coll_cap = CollectionCapacity();
-  uint64_t budget = kRestoreScanBudget;
+  uint64_t budget = options_.restore_scan_budget;
 
   // Build the new state entirely outside lock_; install it only if every
   // entry validates.
