@@ -27,7 +27,7 @@ class ItsHarness {
   static constexpr uint64_t kRamSize = 0x800000;
 
   ItsHarness(LpiSink* sink, ItsOptions opts = {}, uint32_t cmdq_pages = 1)
-      : sink_(sink), cmdq_bytes_(uint64_t{cmdq_pages} * 4096) {
+      : cmdq_bytes_(uint64_t{cmdq_pages} * 4096) {
     mem_ = std::move(hv::GuestMemory::Create({{0, kRamSize}})).value();
     its_ = std::make_unique<Its>(sink, mem_.get(), opts);
   }
@@ -85,7 +85,6 @@ class ItsHarness {
   void set_cwriter(uint64_t v) { cwriter_ = v; }
 
  private:
-  LpiSink* sink_;
   uint64_t cmdq_bytes_;
   uint64_t cwriter_ = 0;
   std::unique_ptr<hv::GuestMemory> mem_;

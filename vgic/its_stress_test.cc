@@ -101,7 +101,8 @@ uint64_t Storm(ItsHarness& h, std::atomic<bool>& unmapped_all,
   }
   h.Send(c);
   c.clear();
-  for (uint32_t d = 0; d < kDevices; ++d) c.push_back(cmd::Mapd(d, 1, 0, false));
+  for (uint32_t d = 0; d < kDevices; ++d)
+    c.push_back(cmd::Mapd(d, 1, 0, false));
   h.Send(c);
   unmapped_all.store(true, std::memory_order_release);
   // Let the MSI threads run against the empty ITS for a while.
