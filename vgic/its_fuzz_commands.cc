@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opts.restore_scan_budget = 1 << 16;
   ItsHarness h(&sink, opts);
   h.Enable(/*indirect=*/flags & 2);
-  for (int steps = 0; steps < 256 && in.n > 0; ++steps) {
+  for (int steps = 0; steps < 64 && in.n > 0; ++steps) {
     const uint8_t op = in.Byte();
     switch (op % 8) {
       case 0:

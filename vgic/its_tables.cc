@@ -6,7 +6,9 @@
 #include <endian.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "hv/base/status_macros.h"
@@ -35,6 +37,32 @@ absl::StatusOr<uint64_t> ReadEntry(const hv::GuestMemory& mem, uint64_t gpa) {
 absl::Status WriteEntry(hv::GuestMemory& mem, uint64_t gpa, uint64_t v) {
   return mem.WriteObj<uint64_t>(gpa, htole64(v));
 }
+
+// Reads entries [0, count) of a table at `base`: one bulk read when the
+// whole table is in RAM, entry by entry otherwise (so an error names the
+// first entry actually outside RAM, and only if the scan reaches it).
+class TableReader {
+ public:
+  TableReader(const hv::GuestMemory& mem, uint64_t base, uint64_t count)
+      : mem_(mem), base_(base) {
+    if (count > 0 && count <= (uint64_t{1} << 20) &&
+        mem.Contains(base, count * its::kEntrySize)) {
+      buf_.resize(count);
+      if (!mem.Read(base, buf_.data(), count * its::kEntrySize).ok()) {
+        buf_.clear();
+      }
+    }
+  }
+  absl::StatusOr<uint64_t> Get(uint64_t i) const {
+    if (i < buf_.size()) return le64toh(buf_[i]);
+    return ReadEntry(mem_, base_ + i * its::kEntrySize);
+  }
+
+ private:
+  const hv::GuestMemory& mem_;
+  const uint64_t base_;
+  std::vector<uint64_t> buf_;
+};
 
 }  // namespace
 
@@ -243,13 +271,16 @@ absl::Status Its::RestoreTables() {
         std::min<uint64_t>(uint64_t{1} << its::kDeviceIdBits,
                            indirect ? bytes / its::kEntrySize * kIdsPerL2Page
                                     : bytes / its::kEntrySize);
+    std::optional<TableReader> flat;
+    if (!indirect) flat.emplace(*mem_, base, max_ids);
+    std::optional<TableReader> l2;
+    uint64_t l2_page = ~0ull;
     uint64_t id = 0;
     while (id < max_ids) {
       if (budget-- == 0) {
         return absl::ResourceExhaustedError(
             "device table scan budget exceeded");
       }
-      uint64_t gpa;
       if (indirect) {
         HV_ASSIGN_OR_RETURN(
             uint64_t l1,
@@ -258,12 +289,13 @@ absl::Status Its::RestoreTables() {
           id = (id / kIdsPerL2Page + 1) * kIdsPerL2Page;
           continue;
         }
-        gpa =
-            (l1 & its::kL1EntryAddrMask) + id % kIdsPerL2Page * its::kEntrySize;
-      } else {
-        gpa = base + id * its::kEntrySize;
+        if (l2_page != id / kIdsPerL2Page) {
+          l2_page = id / kIdsPerL2Page;
+          l2.emplace(*mem_, l1 & its::kL1EntryAddrMask, kIdsPerL2Page);
+        }
       }
-      HV_ASSIGN_OR_RETURN(uint64_t dte, ReadEntry(*mem_, gpa));
+      HV_ASSIGN_OR_RETURN(
+          uint64_t dte, indirect ? l2->Get(id % kIdsPerL2Page) : flat->Get(id));
       if (!(dte >> its::kDteValidShift)) {
         ++id;
         continue;
@@ -279,14 +311,13 @@ absl::Status Its::RestoreTables() {
                             id, dev.event_bits));
       }
       const uint64_t max_events = uint64_t{1} << dev.event_bits;
+      const TableReader itt(*mem_, dev.itt_addr, max_events);
       uint64_t ev = 0;
       while (ev < max_events) {
         if (budget-- == 0) {
           return absl::ResourceExhaustedError("ITT scan budget exceeded");
         }
-        HV_ASSIGN_OR_RETURN(
-            uint64_t ite,
-            ReadEntry(*mem_, dev.itt_addr + ev * its::kEntrySize));
+        HV_ASSIGN_OR_RETURN(uint64_t ite, itt.Get(ev));
         if (ite == 0) {
           ++ev;
           continue;
