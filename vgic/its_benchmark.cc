@@ -222,7 +222,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
-      ns_[r.benchmark_name()] = r.GetAdjustedRealTime();
+      ns_[r.benchmark_name()] = r.GetAdjustedCPUTime();  // CPU time: the machine is shared
     }
     ConsoleReporter::ReportRuns(runs);
   }
