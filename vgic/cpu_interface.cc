@@ -229,7 +229,7 @@ void Vgic::WriteSgi1r(uint32_t v, uint64_t value) {
   const uint32_t intid = static_cast<uint32_t>((value >> 24) & 0xf);
   if (value & kSgi1rIrm) {
     for (uint32_t t = 0; t < num_vcpus_; ++t) {
-      if (t != v) (void)SendSgi(t, intid);
+      if (t != v) (void)SendSgi(t, intid).ok();
     }
     return;
   }
@@ -243,7 +243,7 @@ void Vgic::WriteSgi1r(uint32_t v, uint64_t value) {
     const uint64_t mpidr =
         (rs * 16 + b) | (aff1 << 8) | (aff2 << 16) | (aff3 << 32);
     const uint32_t t = VcpuForMpidr(mpidr);
-    if (t != kNoVcpu) (void)SendSgi(t, intid);
+    if (t != kNoVcpu) (void)SendSgi(t, intid).ok();
   }
 }
 

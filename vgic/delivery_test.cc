@@ -13,7 +13,7 @@ TEST_F(DeliveryTest, EdgeSpiIsDeliveredOnceAndLineFollows) {
   EnableAll();
   SetupSpi(40, 0x80, 1, /*edge=*/true);
   EXPECT_FALSE(lines_[1].load());
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_TRUE(lines_[1].load());
   EXPECT_TRUE(gic_->IrqLine(1));
   EXPECT_FALSE(lines_[0].load());
@@ -38,7 +38,7 @@ TEST_F(DeliveryTest, PriorityOrderAndTieBreakByIntid) {
   SetupSpi(45, 0x40, 0, true);
   SetupSpi(60, 0x20, 0, true);
   SetupSpi(33, 0x90, 0, true);
-  for (uint32_t i : {50u, 45u, 60u, 33u}) ASSERT_TRUE(gic_->PulseSpi(i).ok());
+  for (uint32_t i : {50u, 45u, 60u, 33u}) ASSERT_TRUE(Pulse(i).ok());
   // Drop priority after each so the next (lower priority) one can preempt
   // nothing and is acknowledged in order.
   std::vector<uint32_t> order;
@@ -54,7 +54,7 @@ TEST_F(DeliveryTest, PmrMasksAndUnmasks) {
   EnableAll();
   SetupSpi(40, 0x80, 0, true);
   SetIcc(0, IccReg::kPmr, 0x80);  // priority must be < PMR
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_FALSE(lines_[0].load());
   EXPECT_EQ(Icc(0, IccReg::kHppir1), 40u);  // HPPIR ignores PMR
   EXPECT_EQ(Ack(0), kSpuriousIntid);
@@ -63,10 +63,44 @@ TEST_F(DeliveryTest, PmrMasksAndUnmasks) {
   EXPECT_EQ(Ack(0), 40u);
 }
 
+TEST_F(DeliveryTest, PriorityChangesWhilePendingMoveTheLine) {
+  EnableAll();
+  SetIcc(1, IccReg::kPmr, 0x80);
+  SetupSpi(40, 0xa0, 1, true);
+  SetupPrivate(1, 21, 0xa0);
+  ASSERT_TRUE(Pulse(40).ok());
+  ASSERT_TRUE(PulsePpiOk(1, 21).ok());
+  EXPECT_FALSE(lines_[1].load());  // both masked by PMR
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x70);
+  EXPECT_TRUE(lines_[1].load());
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x90);
+  EXPECT_FALSE(lines_[1].load());
+  Write(gic_->redistributors(),
+        SgiOff(1, static_cast<uint64_t>(GicrSgiReg::kIpriorityr) + 21), 1,
+        0x10);
+  EXPECT_TRUE(lines_[1].load());
+  EXPECT_EQ(Ack(1), 21u);
+  EXPECT_FALSE(lines_[1].load());
+  Eoi(1, 21);
+  EXPECT_FALSE(lines_[1].load());
+  // Disabling / enabling a pending SPI moves the line too.
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x10);
+  EXPECT_TRUE(lines_[1].load());
+  SetGicd(static_cast<uint64_t>(GicdReg::kIcenabler) + 4, 1u << 8);
+  EXPECT_FALSE(lines_[1].load());
+  SetGicd(static_cast<uint64_t>(GicdReg::kIsenabler) + 4, 1u << 8);
+  EXPECT_TRUE(lines_[1].load());
+  EXPECT_EQ(Ack(1), 40u);
+  Eoi(1, 40);
+}
+
 TEST_F(DeliveryTest, GroupEnablesGateDelivery) {
   SetupSpi(40, 0x80, 0, true);
   SetIcc(0, IccReg::kPmr, 0xff);
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_EQ(Ack(0), kSpuriousIntid);  // IGRPEN1 = 0, GICD_CTLR = 0
   SetIcc(0, IccReg::kIgrpen1, 1);
   EXPECT_EQ(Ack(0), kSpuriousIntid);  // GICD_CTLR.EnableGrp1 = 0
@@ -86,14 +120,14 @@ TEST_F(DeliveryTest, PreemptionUsesGroupPriorityAndActivePriorities) {
   SetupSpi(40, 0x80, 0, true);
   SetupSpi(41, 0x40, 0, true);
   SetupSpi(42, 0x48, 0, true);
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_EQ(Ack(0), 40u);
-  ASSERT_TRUE(gic_->PulseSpi(41).ok());
+  ASSERT_TRUE(Pulse(41).ok());
   EXPECT_TRUE(lines_[0].load());  // 0x40 preempts running 0x80
   EXPECT_EQ(Ack(0), 41u);
   EXPECT_EQ(Icc(0, IccReg::kRpr), 0x40u);
   EXPECT_EQ(Icc(0, IccReg::kAp1r0), (1u << (0x80 >> 3)) | (1u << (0x40 >> 3)));
-  ASSERT_TRUE(gic_->PulseSpi(42).ok());
+  ASSERT_TRUE(Pulse(42).ok());
   EXPECT_FALSE(lines_[0].load());  // 0x48 does not preempt 0x40
   EXPECT_EQ(Ack(0), kSpuriousIntid);
   Eoi(0, 41);
@@ -107,9 +141,9 @@ TEST_F(DeliveryTest, PreemptionUsesGroupPriorityAndActivePriorities) {
   // With BPR1 = 6, group priority is [7:6]: 0x48 no longer preempts 0x40.
   SetIcc(0, IccReg::kBpr1, 6);
   EXPECT_EQ(Icc(0, IccReg::kBpr1), 6u);
-  ASSERT_TRUE(gic_->PulseSpi(42).ok());
+  ASSERT_TRUE(Pulse(42).ok());
   EXPECT_EQ(Ack(0), 42u);  // group 0x40
-  ASSERT_TRUE(gic_->PulseSpi(41).ok());
+  ASSERT_TRUE(Pulse(41).ok());
   EXPECT_EQ(Ack(0), kSpuriousIntid);  // group 0x40 is not < 0x40
   Eoi(0, 42);
   EXPECT_EQ(Ack(0), 41u);
@@ -121,14 +155,14 @@ TEST_F(DeliveryTest, EoiModeOneSplitsPriorityDropAndDeactivation) {
   SetIcc(0, IccReg::kCtlr, kIccCtlrEoimode);
   EXPECT_EQ(Icc(0, IccReg::kCtlr) & kIccCtlrEoimode, kIccCtlrEoimode);
   SetupSpi(40, 0x80, 0, true);
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_EQ(Ack(0), 40u);
   Eoi(0, 40);  // priority drop only
   EXPECT_EQ(Icc(0, IccReg::kRpr), kIdlePriority);
   const uint64_t active = static_cast<uint64_t>(GicdReg::kIsactiver) + 4;
   EXPECT_NE(Gicd(active) & (1u << 8), 0u);
   // Still active: a new edge makes it active+pending, not deliverable.
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_EQ(Ack(0), kSpuriousIntid);
   SetIcc(0, IccReg::kDir, 40);
   EXPECT_EQ(Gicd(active) & (1u << 8), 0u);
@@ -136,7 +170,7 @@ TEST_F(DeliveryTest, EoiModeOneSplitsPriorityDropAndDeactivation) {
   // DIR is ignored with EOImode 0.
   Eoi(0, 40);
   SetIcc(0, IccReg::kCtlr, 0);
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_EQ(Ack(0), kSpuriousIntid);  // still active from before
   SetIcc(0, IccReg::kDir, 40);
   EXPECT_NE(Gicd(active) & (1u << 8), 0u);
@@ -179,7 +213,7 @@ TEST_F(DeliveryTest, IrouterRoutesAndReroutesPendingSpi) {
   auto t = gic_->SpiTargetVcpu(40);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(*t, 2u);
-  ASSERT_TRUE(gic_->PulseSpi(40).ok());
+  ASSERT_TRUE(Pulse(40).ok());
   EXPECT_TRUE(lines_[2].load());
   // Re-route while pending: the line moves.
   Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIrouter) + 8 * 40,
@@ -253,8 +287,8 @@ TEST_F(DeliveryTest, SpiToPrivateAndLpiPriorityMix) {
   EnableAll();
   SetupPrivate(0, 20, 0x50);
   SetupSpi(70, 0x30, 0, true);
-  ASSERT_TRUE(gic_->PulsePpi(0, 20).ok());
-  ASSERT_TRUE(gic_->PulseSpi(70).ok());
+  ASSERT_TRUE(PulsePpiOk(0, 20).ok());
+  ASSERT_TRUE(Pulse(70).ok());
   EXPECT_EQ(Ack(0), 70u);
   EXPECT_EQ(Ack(0), kSpuriousIntid);  // 0x50 does not preempt 0x30
   Eoi(0, 70);

@@ -175,11 +175,12 @@ Vgic::Best Vgic::FindBest(VcpuState& vc, uint32_t v) {
       best = {i, irq.priority};
     }
   }
-  bool grp1;
-  {
+  // GICD_CTLR.EnableGrp1 gates SGIs, PPIs, SPIs and (as in KVM) LPIs. A
+  // GICD_CTLR write re-evaluates every line after publishing the mirror.
+  const bool grp1 = (gicd_ctlr_mirror_.load() & kGicdCtlrEnableGrp1) != 0;
+  if (grp1 && vc.spi_candidates.load() != 0) {
     hv::SpinLockHolder l(&dist_lock_);
-    grp1 = (gicd_ctlr_ & kGicdCtlrEnableGrp1) != 0;
-    if (grp1) {
+    {
       for (size_t w = 0; w < spi_candidates_.size(); ++w) {
         uint64_t bits = spi_candidates_[w];
         while (bits != 0) {
@@ -237,10 +238,17 @@ void Vgic::SettleSpi(uint32_t intid, Deferred* d) {
   Irq& s = SpiRef(intid);
   const uint32_t i = intid - kFirstSpi;
   const uint64_t bit = uint64_t{1} << (i % 64);
-  if (s.candidate() && s.target != kNoVcpu) {
+  const uint32_t want =
+      s.candidate() && s.target != kNoVcpu ? s.target : kNoVcpu;
+  if (want != kNoVcpu) {
     spi_candidates_[i / 64] |= bit;
   } else {
     spi_candidates_[i / 64] &= ~bit;
+  }
+  if (want != s.counted) {
+    if (s.counted != kNoVcpu) vcpus_[s.counted]->spi_candidates.fetch_sub(1);
+    if (want != kNoVcpu) vcpus_[want]->spi_candidates.fetch_add(1);
+    s.counted = want;
   }
   if (s.hw_active && !s.pending() && !s.active) {
     s.hw_active = false;
@@ -296,15 +304,17 @@ void Vgic::Deactivate(VcpuState& vc, uint32_t v, uint32_t intid, Deferred* d) {
 // ---------------------------------------------------------------------------
 // Injection.
 
-absl::Status Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
+absl::StatusOr<bool> Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
   if (!ValidSpi(intid)) {
     return absl::InvalidArgumentError(
         absl::StrFormat("INTID %d is not an implemented SPI", intid));
   }
   Deferred d;
+  bool newly = false;
   {
     hv::SpinLockHolder l(&dist_lock_);
     Irq& s = SpiRef(intid);
+    const bool was = s.pending_latch;
     if (pulse) {
       s.pending_latch = true;
     } else {
@@ -312,23 +322,24 @@ absl::Status Vgic::InjectSpi(uint32_t intid, bool pulse, bool level) {
       s.line = level;
     }
     if (s.hook && s.hook->forwarded && (pulse || level)) s.hw_active = true;
+    newly = !was && s.pending_latch;
     SettleSpi(intid, &d);
     d.Update(s.target);
   }
   RunDeferred(&d);
-  return absl::OkStatus();
+  return newly;
 }
 
 absl::Status Vgic::SetSpiLevel(uint32_t intid, bool level) {
-  return InjectSpi(intid, /*pulse=*/false, level);
+  return InjectSpi(intid, /*pulse=*/false, level).status();
 }
 
-absl::Status Vgic::PulseSpi(uint32_t intid) {
+absl::StatusOr<bool> Vgic::PulseSpi(uint32_t intid) {
   return InjectSpi(intid, /*pulse=*/true, true);
 }
 
-absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
-                             bool level) {
+absl::StatusOr<bool> Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
+                                     bool level) {
   if (vcpu >= num_vcpus_) {
     return absl::InvalidArgumentError(
         absl::StrFormat("vCPU %d out of range", vcpu));
@@ -339,9 +350,11 @@ absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
   }
   VcpuState& vc = *vcpus_[vcpu];
   Deferred d;
+  bool newly = false;
   {
     hv::SpinLockHolder l(&vc.lock);
     Irq& irq = vc.priv[intid];
+    const bool was = irq.pending_latch;
     if (pulse) {
       irq.pending_latch = true;
     } else {
@@ -351,22 +364,23 @@ absl::Status Vgic::InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
     if (irq.hook && irq.hook->forwarded && (pulse || level)) {
       irq.hw_active = true;
     }
+    newly = !was && irq.pending_latch;
     SettlePrivate(irq, intid, &d);
     UpdateLineLocked(vc, vcpu);
   }
   RunDeferred(&d);
-  return absl::OkStatus();
+  return newly;
 }
 
 absl::Status Vgic::SetPpiLevel(uint32_t vcpu, uint32_t intid, bool level) {
-  return InjectPpi(vcpu, intid, /*pulse=*/false, level);
+  return InjectPpi(vcpu, intid, /*pulse=*/false, level).status();
 }
 
-absl::Status Vgic::PulsePpi(uint32_t vcpu, uint32_t intid) {
+absl::StatusOr<bool> Vgic::PulsePpi(uint32_t vcpu, uint32_t intid) {
   return InjectPpi(vcpu, intid, /*pulse=*/true, true);
 }
 
-absl::Status Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
+absl::StatusOr<bool> Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
   if (target_vcpu >= num_vcpus_) {
     return absl::InvalidArgumentError(
         absl::StrFormat("vCPU %d out of range", target_vcpu));
@@ -377,9 +391,10 @@ absl::Status Vgic::SendSgi(uint32_t target_vcpu, uint32_t intid) {
   }
   VcpuState& vc = *vcpus_[target_vcpu];
   hv::SpinLockHolder l(&vc.lock);
+  const bool was = vc.priv[intid].pending_latch;
   vc.priv[intid].pending_latch = true;
   UpdateLineLocked(vc, target_vcpu);
-  return absl::OkStatus();
+  return !was;
 }
 
 absl::StatusOr<uint32_t> Vgic::SpiTargetVcpu(uint32_t intid) const {

@@ -128,12 +128,15 @@ class Vgic final : public LpiSink {
   // pending on a 0→1 transition).
   [[nodiscard]] absl::Status SetSpiLevel(uint32_t intid, bool level);
   // An edge event: latches the SPI pending whatever its configuration.
-  [[nodiscard]] absl::Status PulseSpi(uint32_t intid);
+  // Returns true if the pending latch was newly set, false if the event
+  // coalesced with one not yet acknowledged.
+  [[nodiscard]] absl::StatusOr<bool> PulseSpi(uint32_t intid);
   [[nodiscard]] absl::Status SetPpiLevel(uint32_t vcpu, uint32_t intid,
                                          bool level);
-  [[nodiscard]] absl::Status PulsePpi(uint32_t vcpu, uint32_t intid);
-  // Pends SGI `intid` (0..15) on `target_vcpu`.
-  [[nodiscard]] absl::Status SendSgi(uint32_t target_vcpu, uint32_t intid);
+  [[nodiscard]] absl::StatusOr<bool> PulsePpi(uint32_t vcpu, uint32_t intid);
+  // Pends SGI `intid` (0..15) on `target_vcpu`; true if newly pending.
+  [[nodiscard]] absl::StatusOr<bool> SendSgi(uint32_t target_vcpu,
+                                             uint32_t intid);
   // The vCPU SPI `intid` is routed to by GICD_IROUTER; NotFound if IROUTER
   // names an affinity no vCPU has.
   [[nodiscard]] absl::StatusOr<uint32_t> SpiTargetVcpu(uint32_t intid) const;
@@ -210,6 +213,8 @@ class Vgic final : public LpiSink {
     uint8_t priority = 0;
     uint64_t irouter = 0;  // SPIs
     uint32_t target = 0;   // SPIs: resolved vCPU or kNoVcpu
+    // SPIs: the vCPU whose spi_candidates counter includes this SPI.
+    uint32_t counted = kNoVcpu;
     std::shared_ptr<const HostHook> hook;
 
     bool pending() const { return pending_latch || (!edge && line); }
@@ -230,6 +235,11 @@ class Vgic final : public LpiSink {
     CpuInterface cpu ABSL_GUARDED_BY(lock);
     bool line ABSL_GUARDED_BY(lock) = false;
     std::atomic<bool> line_mirror{false};
+    // Number of SPI candidates targeting this vCPU (changed under
+    // dist_lock_ by SettleSpi). Lets FindBest skip the distributor lock when
+    // no SPI is pending for this vCPU: a stale zero is harmless because the
+    // injector re-evaluates the target's line after publishing the SPI.
+    std::atomic<uint32_t> spi_candidates{0};
 
     // LPI registers (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER).
     hv::Mutex lpi_mu;
@@ -329,8 +339,10 @@ class Vgic final : public LpiSink {
   // Deactivation of a non-LPI INTID by vCPU v (EOIR1/DIR, §4.1.1).
   void Deactivate(VcpuState& vc, uint32_t v, uint32_t intid, Deferred* d)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(vc.lock);
-  absl::Status InjectSpi(uint32_t intid, bool pulse, bool level);
-  absl::Status InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse, bool level);
+  // Return whether the pending latch was newly set.
+  absl::StatusOr<bool> InjectSpi(uint32_t intid, bool pulse, bool level);
+  absl::StatusOr<bool> InjectPpi(uint32_t vcpu, uint32_t intid, bool pulse,
+                                 bool level);
 
   // ---- lpi.cc: LPI bitmaps and tables.
   bool LpiBitSet(uint32_t v, uint32_t intid);    // returns newly set

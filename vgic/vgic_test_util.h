@@ -100,6 +100,13 @@ class VgicTest : public ::testing::Test {
     SetIcc(vcpu, IccReg::kEoir1, intid);
   }
 
+  // Edge injection helpers returning an ok Status (the "newly" bit is
+  // checked where it matters).
+  absl::Status Pulse(uint32_t intid) { return gic_->PulseSpi(intid).status(); }
+  absl::Status PulsePpiOk(uint32_t vcpu, uint32_t intid) {
+    return gic_->PulsePpi(vcpu, intid).status();
+  }
+
   // Guest-style bring-up: distributor Group 1 on, every CPU interface open
   // (PMR 0xff, IGRPEN1 1).
   void EnableAll() {
