@@ -112,8 +112,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 7: {  // guest scribbles on its tables
         uint64_t v = 0;
         in.Take(&v, 8);
-        const uint64_t gpa =
-            (uint64_t{in.Byte()} << 12 | in.Byte() << 3) % ItsHarness::kRamSize;
+        constexpr uint64_t kTargets[] = {
+            ItsHarness::kCmdq, ItsHarness::kDevTable, ItsHarness::kCollTable,
+            ItsHarness::kL2Page, ItsHarness::kIttBase};
+        const uint8_t which = in.Byte();
+        const uint64_t gpa = kTargets[which % 5] + uint64_t{in.Byte()} * 8 +
+                             static_cast<uint64_t>(which / 5 % 16) * 0x1000;
         h.mem().WriteObj<uint64_t>(gpa & ~7ull, v).IgnoreError();
         break;
       }
@@ -125,12 +129,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check((regs.creadr & 1) || !regs.enabled || !(regs.cbaser >> 63) ||
               (regs.creadr & ~1ull) == regs.cwriter,
           "queue drained unless stalled");
-    for (uint32_t d = 0; d < 16; ++d) {
-      for (uint32_t e = 0; e < 8; ++e) {
-        if (auto t = h.its().Translate(d, e)) {
-          Check(t->vcpu < 4, "vCPU in range");
-          Check(t->intid >= 8192 && t->intid < (1u << 14), "LPI in range");
-        }
+  }
+  for (uint32_t d = 0; d < 16; ++d) {
+    for (uint32_t e = 0; e < 8; ++e) {
+      if (auto t = h.its().Translate(d, e)) {
+        Check(t->vcpu < 4, "vCPU in range");
+        Check(t->intid >= 8192 && t->intid < (1u << 14), "LPI in range");
       }
     }
   }
