@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "hv/memory/guest_memory.h"
 #include "vgic/fake_lpi_sink.h"
@@ -40,10 +41,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The rest of the input is guest RAM, repeated if short (so tables that
   // are not at offset 0 still see fuzz data).
   if (size > 0) {
-    for (uint64_t off = 0; off < kRam; off += size) {
-      const uint64_t n = std::min<uint64_t>(size, kRam - off);
-      if (!mem->Write(off, data, n).ok()) std::abort();
-    }
+    std::vector<uint8_t> ram(kRam);
+    for (uint64_t off = 0; off < kRam; ++off) ram[off] = data[off % size];
+    if (!mem->Write(0, ram.data(), kRam).ok()) std::abort();
   }
   vgic::FakeLpiSink sink(kVcpus, 14);
   vgic::ItsOptions opts;
