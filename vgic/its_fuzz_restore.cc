@@ -4,6 +4,7 @@
 // access outside guest RAM; a failed restore leaves the previous state
 // intact; a successful restore yields only in-range translations, and a
 // save of it restores again.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -18,7 +19,7 @@
 
 namespace {
 
-constexpr uint64_t kRam = 1 << 20;  // 1 MiB at GPA 0
+constexpr uint64_t kRam = 256 << 10;  // 256 KiB at GPA 0
 constexpr uint32_t kVcpus = 4;
 
 void Check(bool cond, const char* what) {
@@ -42,7 +43,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // are not at offset 0 still see fuzz data).
   if (size > 0) {
     std::vector<uint8_t> ram(kRam);
-    for (uint64_t off = 0; off < kRam; ++off) ram[off] = data[off % size];
+    const uint64_t first = std::min<uint64_t>(size, kRam);
+    std::memcpy(ram.data(), data, first);
+    for (uint64_t filled = first; filled < kRam; filled *= 2) {
+      std::memcpy(ram.data() + filled, ram.data(),
+                  std::min<uint64_t>(filled, kRam - filled));
+    }
     if (!mem->Write(0, ram.data(), kRam).ok()) std::abort();
   }
   vgic::FakeLpiSink sink(kVcpus, 14);
@@ -50,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   opts.restore_scan_budget = 1 << 16;
   vgic::Its its(&sink, mem.get(), opts);
   // Keep the address bits mostly inside (but sometimes beyond) RAM.
-  const uint64_t addr_mask = 0x1f0000;  // 0..2 MiB: half outside RAM
+  const uint64_t addr_mask = 0x70000;  // 0..512 KiB: half outside RAM
   vgic::ItsRegisters regs;
   regs.enabled = true;
   regs.cbaser = uint64_t{1} << 63;
