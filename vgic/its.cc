@@ -29,7 +29,7 @@ Its::Its(LpiSink* sink, hv::GuestMemory* mem, ItsOptions options)
       std::bit_ceil(std::clamp<uint32_t>(options_.cache_slots, 1, 1u << 20));
   cache_mask_ = slots - 1;
   hv::MutexLock ml(&cmd_mu_);
-  // Fixed fields of GITS_BASER0/1 (§12.19.1): Type, Entry_Size = 8 bytes,
+  // Fixed fields of GITS_BASER0/1 (§12.19): Type, Entry_Size = 8 bytes,
   // Page_Size = 64 KiB (read-only here, as in KVM). BASER2..7 are
   // unimplemented (Type 0, RAZ/WI).
   baser_[0] = its::kBaserTypeDevice << its::kBaserTypeShift |
@@ -70,8 +70,8 @@ absl::Status Its::Write(const hv::MmioContext& ctx, uint64_t offset,
   }
   if (offset >= its::kTranslationFrame) {
     if (offset != its::RegOff(its::Reg::kTranslater)) return absl::OkStatus();
-    // §12.19.? GITS_TRANSLATER: 16-bit and 32-bit writes; EventID is the
-    // written value, DeviceID comes from the bus. A write that does not
+    // GITS_TRANSLATER (§12.19, translation frame): 16/32-bit writes; EventID is
+    // the written value, DeviceID comes from the bus. A write that does not
     // translate is dropped (no architected error report).
     if (size != 2 && size != 4) {
       return absl::InvalidArgumentError(
@@ -87,7 +87,7 @@ absl::Status Its::Write(const hv::MmioContext& ctx, uint64_t offset,
 }
 
 uint64_t Its::Typer() const {
-  // §12.19.23: physical LPIs, 8-byte ITEs, 16 EventID/DeviceID bits, PTA = 0
+  // §12.19: physical LPIs, 8-byte ITEs, 16 EventID/DeviceID bits, PTA = 0
   // (RDbase is the vCPU number, as Linux and kvm-unit-tests expect from KVM),
   // CIL = 1 with 16 collection ID bits, HCC = 0 (collections live in the
   // BASER1 table).
@@ -259,7 +259,7 @@ void Its::WriteCtlr(uint32_t value) {
   if (want == ctlr_enabled_) return;
   if (want) {
     // Enabling without valid CBASER/BASER0/BASER1 is UNPREDICTABLE
-    // (§12.19.6); like KVM we ignore the write.
+    // (§12.19); like KVM we ignore the write.
     if (!(cbaser_ & its::kCbaserValid) || !(baser_[0] & its::kBaserValid) ||
         !(baser_[1] & its::kBaserValid)) {
       return;
@@ -291,7 +291,7 @@ void Its::WriteCtlr(uint32_t value) {
 }
 
 void Its::WriteCbaser(uint64_t value) {
-  // §12.19.3: writes while enabled are UNPREDICTABLE; ignored (KVM).
+  // §12.19: writes while enabled are UNPREDICTABLE; ignored (KVM).
   if (ctlr_enabled_) return;
   cbaser_ = value & its::kCbaserWritableMask;
   // Writing CBASER resets CREADR (and, like KVM, CWRITER) and any stall.
@@ -302,7 +302,7 @@ void Its::WriteCbaser(uint64_t value) {
 
 void Its::WriteCwriter(uint64_t value) {
   const uint64_t offset = value & its::kQueueOffsetMask;
-  // An offset outside the queue is UNPREDICTABLE (§12.19.5); like KVM the
+  // An offset outside the queue is UNPREDICTABLE (§12.19); like KVM the
   // write is ignored.
   if (offset >= QueueBytes()) return;
   cwriter_ = offset;
@@ -313,10 +313,10 @@ void Its::WriteCwriter(uint64_t value) {
 
 void Its::WriteBaser(int n, uint64_t value) {
   if (n >= 2) return;         // unimplemented tables: RAZ/WI
-  if (ctlr_enabled_) return;  // §12.19.1: writes while enabled ignored
+  if (ctlr_enabled_) return;  // §12.19: writes while enabled ignored
   uint64_t writable = its::kBaserWritableMask;
   // Only the device table may be two-level; the collection table is flat
-  // (Indirect is RAZ/WI for it, §12.19.1).
+  // (Indirect is RAZ/WI for it, §12.19).
   if (n == 1) writable &= ~its::kBaserIndirect;
   baser_[n] = (baser_[n] & ~its::kBaserWritableMask) | (value & writable);
   if (n == 1) {
@@ -338,7 +338,7 @@ void Its::ProcessQueue() {
     Command c;
     // Guest memory is read here, with only cmd_mu_ held.
     if (!mem_->Read(base + creadr_, c.dw.data(), its::kCommandSize).ok()) {
-      // A memory fault reading the queue stalls it (§5.3.1 allows stall or
+      // A memory fault reading the queue stalls it (§5.3 allows stall or
       // skip; we stall so the guest can see and recover).
       stalled_ = true;
       return;
@@ -462,7 +462,7 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
   using OptT = std::optional<Translation>;
   switch (op) {
     case Cmd::kMapd: {
-      // §5.3.? MAPD DeviceID, Size, ITT_addr, V.
+      // MAPD (§5.3, MAPD): DeviceID, Size, ITT_addr, V.
       const uint32_t d = c.device_id();
       if (!prep.device_id_in_table) return Error::kMapdDeviceOor;
       if (c.valid() && c.size() + 1u > its::kEventIdBits) {
@@ -605,9 +605,9 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
                        return before;
                      });
       if (!apply) return Error::kNone;
-      // DISCARD removes the mapping and clears the pending state (§5.3.?).
-      // An ITE whose collection is unmapped is still removed (choice: Linux
-      // issues DISCARD on teardown regardless of the collection).
+      // DISCARD removes the mapping and clears the pending state (§5.3,
+      // DISCARD). An ITE whose collection is unmapped is still removed (choice:
+      // Linux issues DISCARD on teardown regardless of the collection).
       const uint32_t t = CollectionTargetLocked(iit->second.icid);
       if (t != kUnmapped) sink_->ClearPending(t, iit->second.intid);
       garbage.ite_node = dit->second.ites.extract(iit);
@@ -625,7 +625,8 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
       const uint32_t t = CollectionTargetLocked(ite->icid);
       if (t == kUnmapped) return unmapped;  // KVM: INT/CLEAR need a target
       if (!apply) return Error::kNone;
-      // INT sets the pending latch even if the LPI is disabled (§5.3.?).
+      // INT sets the pending latch even if the LPI is disabled (§5.3, INT; §5.1
+      // pending latch).
       if (is_int) {
         sink_->SetPending(t, ite->intid);
       } else {
@@ -639,7 +640,7 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
         return Error::kMovallProcnumOor;
       }
       // MOVALL moves pending state only; collection mappings are unchanged
-      // (software remaps them with MAPC, §5.3.?). Observers of pairs that
+      // (software remaps them with MAPC; §5.3, MOVALL). Observers of pairs that
       // target RDbase1 are told (before == after) so posted pending state
       // can be re-synchronised.
       CollectChanges(opc, changes,

@@ -57,7 +57,7 @@ namespace vgic {
 
 struct ItsOptions {
   // Stall the queue (CREADR.Stalled) on any command error, not only on a
-  // memory fault reading the queue (IHI 0069 §5.3.1 allows either).
+  // memory fault reading the queue (IHI 0069 §5.3 allows either).
   bool stall_on_error = false;
   // Direct-mapped translation cache slots (rounded up to a power of two).
   uint32_t cache_slots = 4096;
@@ -185,7 +185,7 @@ class Its : public hv::MmioDevice {
   };
   static constexpr uint32_t kUnmapped = 0xffffffff;
 
-  // A decoded command (IHI 0069 §5.3, Figure 5-? field layouts).
+  // A decoded command (IHI 0069 §5.3: the per-command field layouts).
   struct Command {
     std::array<uint64_t, 4> dw{};
     uint8_t opcode() const { return dw[0] & 0xff; }

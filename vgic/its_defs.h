@@ -30,11 +30,11 @@ inline constexpr uint64_t kTranslationFrame = 0x10000;
 inline constexpr uint64_t RegOff(Reg r) { return static_cast<uint64_t>(r); }
 static_assert(RegOff(Reg::kTranslater) - kTranslationFrame == 0x40);
 
-// GITS_CTLR (§12.19.6).
+// GITS_CTLR (§12.19).
 inline constexpr uint32_t kCtlrEnabled = 1u << 0;
 inline constexpr uint32_t kCtlrQuiescent = 1u << 31;
 
-// GITS_TYPER (§12.19.23) fields.
+// GITS_TYPER (§12.19) fields.
 inline constexpr uint64_t kTyperPhysical = 1ull << 0;
 inline constexpr int kTyperIttEntrySizeShift = 4;  // bytes - 1
 inline constexpr int kTyperIdBitsShift = 8;        // EventID bits - 1
@@ -50,7 +50,7 @@ inline constexpr uint32_t kCollectionIdBits = 16;  // TYPER.CIDbits + 1
 inline constexpr uint32_t kNumCollectionIds = 1u << kCollectionIdBits;
 inline constexpr uint32_t kEntrySize = 8;  // ITE, DTE and CTE size (REV0)
 
-// GITS_CBASER (§12.19.3).
+// GITS_CBASER (§12.19).
 inline constexpr uint64_t kCbaserValid = 1ull << 63;
 inline constexpr uint64_t kCbaserAddrMask = 0x000ffffffffff000ull;  // [51:12]
 inline constexpr uint64_t kCbaserSizeMask = 0xff;  // 4 KiB pages - 1
@@ -60,13 +60,13 @@ inline constexpr uint64_t kCbaserWritableMask = kCbaserValid | (7ull << 59) |
                                                 (7ull << 53) | kCbaserAddrMask |
                                                 (3ull << 10) | kCbaserSizeMask;
 
-// GITS_CWRITER / GITS_CREADR (§12.19.5, §12.19.4): Offset [19:5].
+// GITS_CWRITER / GITS_CREADR (§12.19, §12.19): Offset [19:5].
 inline constexpr uint64_t kQueueOffsetMask = 0xfffe0;
 inline constexpr uint64_t kCwriterRetry = 1;
 inline constexpr uint64_t kCreadrStalled = 1;
 inline constexpr uint64_t kCommandSize = 32;
 
-// GITS_BASER<n> (§12.19.1).
+// GITS_BASER<n> (§12.19).
 inline constexpr uint64_t kBaserValid = 1ull << 63;
 inline constexpr uint64_t kBaserIndirect = 1ull << 62;
 inline constexpr int kBaserTypeShift = 56;       // [58:56], RO
@@ -85,13 +85,13 @@ inline constexpr uint64_t kBaserWritableMask =
 inline constexpr uint64_t kBaserTypeDevice = 1;
 inline constexpr uint64_t kBaserTypeCollection = 4;
 inline constexpr uint64_t kTablePageSize = 64 * 1024;
-// Level-1 entry of an indirect table (§5.2.1): Valid [63], PA [51:12] of a
+// Level-1 entry of an indirect table (§5.2): Valid [63], PA [51:12] of a
 // page-size aligned level-2 table.
 inline constexpr uint64_t kL1EntryValid = 1ull << 63;
 inline constexpr uint64_t kL1EntryAddrMask = 0x000fffffffff0000ull;  // 64K
 
 // ---------------------------------------------------------------------------
-// Commands (§5.3, Table 5-? opcodes in DW0[7:0]).
+// Commands (IHI 0069 §5.3; the opcode is DW0[7:0]).
 enum class Cmd : uint8_t {
   kMovi = 0x01,
   kInt = 0x03,
@@ -147,7 +147,7 @@ inline constexpr uint32_t ErrorCode(Error e) {
   return static_cast<uint32_t>(e);
 }
 
-// GITS_IIDR (§12.19.10): Implementer Arm (0x43b), Revision 0 (the table ABI
+// GITS_IIDR (§12.19): Implementer Arm (0x43b), Revision 0 (the table ABI
 // revision, as KVM reports), ProductID 0x48 ('H', hv).
 inline constexpr uint32_t kIidrValue = 0x43b | (0u << 12) | (0x48u << 24);
 
