@@ -168,6 +168,19 @@ TEST_F(StressTest, EveryNonCoalescedInjectionIsDeliveredExactlyOnce) {
         SetGicd(GicdReg::kCtlr, 0);
         SetGicd(GicdReg::kCtlr, kGicdCtlrEnableGrp1);
       }
+      if (i % 37 == 0) {
+        // Another thread's MMIO to a redistributor and the distributor:
+        // disable/re-enable (pending state survives), re-prioritise.
+        const uint32_t v = rng() % kVcpus;
+        const uint32_t mask = (1u << 1) | (1u << 20);
+        SetSgi(v, GicrSgiReg::kIcenabler0, mask);
+        Write(gic_->redistributors(),
+              SgiOff(v, static_cast<uint64_t>(GicrSgiReg::kIpriorityr) + 20), 1,
+              (rng() % 8) << 4);
+        SetSgi(v, GicrSgiReg::kIsenabler0, mask);
+        SetGicd(static_cast<uint64_t>(GicdReg::kIcenabler) + 4, 0x00ffffff);
+        SetGicd(static_cast<uint64_t>(GicdReg::kIsenabler) + 4, 0x00ffffff);
+      }
       if (i % 97 == 0) {
         // INV of an LPI whose configuration did not change (ITS-style).
         const uint32_t lpi = kFirstLpi + rng() % kLpisPerInjector;

@@ -22,21 +22,24 @@
 //     Aff2 = i / 4096 (Aff3 = 0), like KVM's MPIDR assignment.
 //
 // Locks (lock order, outermost first; never hold two locks of one level):
-//   1. Redistributor::lpi_mu (hv::Mutex, per vCPU): the LPI registers
-//      (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER) and the enable/disable
-//      transitions that read and write guest memory (pending-table scan and
-//      write-back, configuration-table load). Never taken under a spinlock.
+//   1. VcpuState::lpi_mu (hv::Mutex, per vCPU): the LPI registers
+//      (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER, WAKER) and the
+//      enable/disable transitions that read and write guest memory
+//      (pending-table scan and write-back, configuration-table load). Never
+//      taken under a spinlock.
 //   [the ITS command spinlock sits here: the ITS calls SetPending etc. with it
 //    held, so everything below is spinlocks only]
 //   2. VcpuState::lock (hv::SpinLock, per vCPU): that vCPU's SGI/PPI state,
 //      its CPU-interface state (PMR, BPR1, EOImode, IGRPEN1, active
-//      priorities) and its IRQ-line level. The IrqLineCallback runs with it
-//      held. Only one vCPU lock is held at a time.
-//   3. dist_lock_ (hv::SpinLock): SPI state, GICD_CTLR.
-// Lock-free: the LPI pending bitmaps (atomic bit operations on shared
-// memory), the LPI configuration cache (relaxed atomic bytes) and mirrors of
-// EnableLPIs/PROPBASER for readers. Host callbacks (forwarded deactivation,
-// resample) are invoked with no vGIC lock held.
+//      priorities) and its IRQ-line level; SetPending sets LPI bits and the
+//      EnableLPIs transitions snapshot/load the bitmap under it. The
+//      IrqLineCallback runs with it held. Only one vCPU lock at a time.
+//   3. dist_lock_ (hv::SpinLock): SPI state, GICD_CTLR, SPI candidate bitmap.
+// Atomics: the LPI pending bitmaps (seq_cst bit operations on shared memory;
+// cleared lock-free by ClearPending and read lock-free), the LPI
+// configuration cache (relaxed bytes), per-vCPU SPI-candidate counts and
+// mirrors of EnableLPIs/PROPBASER/GICD_CTLR for lock-free readers. Host
+// callbacks (forwarded deactivation, resample) run with no vGIC lock held.
 #ifndef VGIC_VGIC_H_
 #define VGIC_VGIC_H_
 
