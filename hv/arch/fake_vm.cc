@@ -95,8 +95,9 @@ absl::StatusOr<VcpuExit> FakeVcpu::Run() {
 
 absl::Status FakeVcpu::CompleteRead(uint64_t value) {
   MutexLock lock(&mu_);
-  if (!last_ || last_->is_write || (last_->kind != VcpuExit::Kind::kMmio &&
-                                    last_->kind != VcpuExit::Kind::kPio)) {
+  if (!last_ || last_->is_write ||
+      (last_->kind != VcpuExit::Kind::kMmio &&
+       last_->kind != VcpuExit::Kind::kPio)) {
     return absl::FailedPreconditionError("no read exit to complete");
   }
   reads_.push_back(value);

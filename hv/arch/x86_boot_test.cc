@@ -11,11 +11,11 @@ uint64_t Translate(const GuestMemory& mem, uint64_t cr3, uint64_t va,
                    uint64_t* flags) {
   const uint64_t pml4e = *mem.ReadObj<uint64_t>(cr3 + ((va >> 39) & 511) * 8);
   EXPECT_TRUE(pml4e & kPtePresent);
-  const uint64_t pdpte = *mem.ReadObj<uint64_t>((pml4e & ~0xfffull) +
-                                                ((va >> 30) & 511) * 8);
+  const uint64_t pdpte =
+      *mem.ReadObj<uint64_t>((pml4e & ~0xfffull) + ((va >> 30) & 511) * 8);
   EXPECT_TRUE(pdpte & kPtePresent);
-  const uint64_t pde = *mem.ReadObj<uint64_t>((pdpte & ~0xfffull) +
-                                              ((va >> 21) & 511) * 8);
+  const uint64_t pde =
+      *mem.ReadObj<uint64_t>((pdpte & ~0xfffull) + ((va >> 21) & 511) * 8);
   EXPECT_TRUE(pde & kPtePresent);
   EXPECT_TRUE(pde & kPtePageSize);
   *flags = pde & 0xfff;
@@ -29,9 +29,9 @@ TEST(X86BootTest, IdentityMapsLow4GiB) {
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->cr3, HV_VIRT_BOOT_PML4);
   uint64_t flags = 0;
-  for (uint64_t va : {0x0ull, 0x100123ull, 0x40000000ull, 0xbfffffffull,
-                      HV_VIRT_GICD_BASE + 0x10, HV_VIRT_LAPIC_BASE + 0xb0,
-                      0xffffffffull}) {
+  for (uint64_t va :
+       {0x0ull, 0x100123ull, 0x40000000ull, 0xbfffffffull,
+        HV_VIRT_GICD_BASE + 0x10, HV_VIRT_LAPIC_BASE + 0xb0, 0xffffffffull}) {
     EXPECT_EQ(Translate(**mem, state->cr3, va, &flags), va);
     EXPECT_TRUE(flags & kPteWrite);
     EXPECT_EQ((flags & kPtePcd) != 0, va >= HV_VIRT_RAM_MAX) << va;

@@ -24,9 +24,9 @@ absl::Status Bus::Register(uint64_t base, uint64_t size, MmioDevice* device,
     return absl::InvalidArgumentError("bus: null device for " + label);
   }
   if (size == 0 || base + size < base) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s bus: range [0x%x, +0x%x) for %s is empty or wraps", name_, base,
-        size, label));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s bus: range [0x%x, +0x%x) for %s is empty or wraps",
+                        name_, base, size, label));
   }
   MutexLock lock(&mu_);
   auto table = std::make_shared<Table>(*table_);
@@ -66,9 +66,9 @@ bool Bus::Lookup(uint64_t addr, uint8_t size, MmioDevice** device,
     table = table_;
   }
   // Last range with base <= addr.
-  auto it = std::upper_bound(
-      table->begin(), table->end(), addr,
-      [](uint64_t a, const Range& r) { return a < r.base; });
+  auto it =
+      std::upper_bound(table->begin(), table->end(), addr,
+                       [](uint64_t a, const Range& r) { return a < r.base; });
   if (it == table->begin()) return false;
   --it;
   const uint64_t off = addr - it->base;

@@ -63,8 +63,7 @@ TEST(PlatformInfoTest, ReadsFieldsAndIsReadOnly) {
   uint64_t v = 0;
   ASSERT_TRUE(info.Read({}, 0, 8, &v).ok());
   EXPECT_EQ(v, HV_VIRT_INFO_MAGIC);
-  ASSERT_TRUE(
-      info.Read({}, offsetof(hv_virt_info, num_vcpus), 4, &v).ok());
+  ASSERT_TRUE(info.Read({}, offsetof(hv_virt_info, num_vcpus), 4, &v).ok());
   EXPECT_EQ(v, 4u);
   ASSERT_TRUE(info.Read({}, offsetof(hv_virt_info, user_arg), 8, &v).ok());
   EXPECT_EQ(v, 0x1234567890abcdefull);
@@ -72,8 +71,8 @@ TEST(PlatformInfoTest, ReadsFieldsAndIsReadOnly) {
   EXPECT_EQ(v, (64u << 20) >> 16);
   ASSERT_TRUE(info.Read({}, 0x800, 8, &v).ok());
   EXPECT_EQ(v, 0u);
-  EXPECT_FALSE(info.Read({}, 3, 4, &v).ok());          // unaligned
-  EXPECT_FALSE(info.Read({}, 0xffc, 8, &v).ok());      // past the block
+  EXPECT_FALSE(info.Read({}, 3, 4, &v).ok());      // unaligned
+  EXPECT_FALSE(info.Read({}, 0xffc, 8, &v).ok());  // past the block
   EXPECT_FALSE(info.Write({}, 0, 8, 0).ok());
   info.set_boot_count(2);
   ASSERT_TRUE(info.Read({}, offsetof(hv_virt_info, boot_count), 8, &v).ok());

@@ -63,30 +63,30 @@
 #define HV_VIRT_INFO_MAGIC 0x5452495656482d76ull /* "v-HVVIRT" */
 #define HV_VIRT_INFO_VERSION 1
 
-#define HV_IRQ_DELIVERY_NONE 0      /* no GIC line wired */
-#define HV_IRQ_DELIVERY_INJECT 1    /* userspace KVM_INTERRUPT, no LAPIC EOI */
-#define HV_IRQ_DELIVERY_LAPIC 2     /* in-kernel LAPIC: also EOI the LAPIC */
+#define HV_IRQ_DELIVERY_NONE 0   /* no GIC line wired */
+#define HV_IRQ_DELIVERY_INJECT 1 /* userspace KVM_INTERRUPT, no LAPIC EOI */
+#define HV_IRQ_DELIVERY_LAPIC 2  /* in-kernel LAPIC: also EOI the LAPIC */
 
 struct hv_virt_info {
   uint64_t magic;
   uint32_t version;
   uint32_t size; /* sizeof(struct hv_virt_info) */
   uint32_t num_vcpus;
-  uint32_t irq_delivery;  /* HV_IRQ_DELIVERY_* */
-  uint32_t irq_vector;    /* x86 vector the GIC line arrives on */
-  uint32_t gic_present;   /* 1 when the GIC frames below are decoded */
+  uint32_t irq_delivery; /* HV_IRQ_DELIVERY_* */
+  uint32_t irq_vector;   /* x86 vector the GIC line arrives on */
+  uint32_t gic_present;  /* 1 when the GIC frames below are decoded */
   uint64_t ram_base;
   uint64_t ram_size;
   uint64_t gicd_base;
   uint64_t gicr_base;
   uint64_t gicr_stride;
-  uint64_t its_base;      /* 0 when there is no ITS */
+  uint64_t its_base; /* 0 when there is no ITS */
   uint64_t gicc_base;
   uint64_t uart_port;
   uint64_t hypercall_port;
-  uint64_t tsc_khz;       /* 0 if unknown */
-  uint64_t boot_count;    /* 0 on cold boot, +1 per SYSTEM_RESET */
-  uint64_t user_arg;      /* hv-vmm --guest_arg */
+  uint64_t tsc_khz;    /* 0 if unknown */
+  uint64_t boot_count; /* 0 on cold boot, +1 per SYSTEM_RESET */
+  uint64_t user_arg;   /* hv-vmm --guest_arg */
 };
 
 #endif /* HV_PLATFORM_HV_VIRT_H_ */

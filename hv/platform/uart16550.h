@@ -26,9 +26,9 @@ class Uart16550 : public MmioDevice {
  public:
   static constexpr uint64_t kNumPorts = 8;
   enum class Reg : uint64_t {
-    kData = 0,     // RBR (read) / THR (write); DLL when LCR.DLAB
-    kIer = 1,      // DLM when LCR.DLAB
-    kIirFcr = 2,   // IIR (read) / FCR (write)
+    kData = 0,    // RBR (read) / THR (write); DLL when LCR.DLAB
+    kIer = 1,     // DLM when LCR.DLAB
+    kIirFcr = 2,  // IIR (read) / FCR (write)
     kLcr = 3,
     kMcr = 4,
     kLsr = 5,

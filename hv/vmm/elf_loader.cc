@@ -40,8 +40,8 @@ absl::StatusOr<ElfImage> ParseElf(absl::Span<const uint8_t> file) {
     std::memcpy(&ph, file.data() + eh.e_phoff + i * sizeof(ph), sizeof(ph));
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
     if (image.segments.size() == kMaxElfSegments) {
-      return Bad(absl::StrFormat("more than %d PT_LOAD segments",
-                                 kMaxElfSegments));
+      return Bad(
+          absl::StrFormat("more than %d PT_LOAD segments", kMaxElfSegments));
     }
     if (ph.p_filesz > ph.p_memsz) {
       return Bad(absl::StrFormat("segment %d: p_filesz > p_memsz", i));
@@ -56,10 +56,9 @@ absl::StatusOr<ElfImage> ParseElf(absl::Span<const uint8_t> file) {
                                         ph.p_memsz, (ph.p_flags & PF_X) != 0});
   }
   if (image.segments.empty()) return Bad("no PT_LOAD segments");
-  std::sort(image.segments.begin(), image.segments.end(),
-            [](const ElfSegment& a, const ElfSegment& b) {
-              return a.gpa < b.gpa;
-            });
+  std::sort(
+      image.segments.begin(), image.segments.end(),
+      [](const ElfSegment& a, const ElfSegment& b) { return a.gpa < b.gpa; });
   for (size_t i = 1; i < image.segments.size(); ++i) {
     const ElfSegment& prev = image.segments[i - 1];
     if (prev.gpa + prev.mem_size > image.segments[i].gpa) {
@@ -99,8 +98,8 @@ absl::StatusOr<uint64_t> LoadElf(absl::Span<const uint8_t> file,
   for (const ElfSegment& s : image.segments) {
     HV_RETURN_IF_ERROR(
         memory.Write(s.gpa, file.data() + s.file_offset, s.file_size));
-    HV_RETURN_IF_ERROR(memory.Fill(s.gpa + s.file_size, 0,
-                                   s.mem_size - s.file_size));
+    HV_RETURN_IF_ERROR(
+        memory.Fill(s.gpa + s.file_size, 0, s.mem_size - s.file_size));
   }
   return image.entry;
 }

@@ -37,8 +37,7 @@ struct ElfImage {
 inline constexpr size_t kMaxElfSegments = 16;
 
 // Parses and checks the file alone (InvalidArgument naming the bad field).
-[[nodiscard]] absl::StatusOr<ElfImage> ParseElf(
-    absl::Span<const uint8_t> file);
+[[nodiscard]] absl::StatusOr<ElfImage> ParseElf(absl::Span<const uint8_t> file);
 
 // Checks the segments against `memory` (OutOfRange naming the segment and the
 // RAM size when an image does not fit), then copies file bytes and zeroes

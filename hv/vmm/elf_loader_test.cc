@@ -18,7 +18,8 @@ struct Seg {
 };
 
 std::vector<uint8_t> MakeElf(uint64_t entry, const std::vector<Seg>& segs) {
-  std::vector<uint8_t> out(sizeof(Elf64_Ehdr) + segs.size() * sizeof(Elf64_Phdr));
+  std::vector<uint8_t> out(sizeof(Elf64_Ehdr) +
+                           segs.size() * sizeof(Elf64_Phdr));
   Elf64_Ehdr eh{};
   std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
   eh.e_ident[EI_CLASS] = ELFCLASS64;
@@ -108,10 +109,9 @@ TEST(ElfLoaderTest, RejectsMalformedFiles) {
                                   {0xfffffffffffff000ull, {1}, 0x2000}}))
           .ok());
   // Below the image floor (would clobber the boot page tables).
-  EXPECT_EQ(LoadElf(MakeElf(0x2000, {{0x2000, {0x90}, 0x10}}), *mem)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      LoadElf(MakeElf(0x2000, {{0x2000, {0x90}, 0x10}}), *mem).status().code(),
+      absl::StatusCode::kInvalidArgument);
   // 17 segments.
   std::vector<Seg> many;
   for (int i = 0; i < 17; ++i) many.push_back({0x100000 + i * 0x1000u, {1}, 1});

@@ -158,8 +158,8 @@ int main(int argc, char** argv) {
     return kExitSetup;
   }
   const hv::VmmExit exit = (*vmm)->Wait();
-  const uint64_t unhandled =
-      (*vmm)->mmio_bus().unhandled_count() + (*vmm)->pio_bus().unhandled_count();
+  const uint64_t unhandled = (*vmm)->mmio_bus().unhandled_count() +
+                             (*vmm)->pio_bus().unhandled_count();
   if (unhandled > 0) {
     std::fprintf(stderr, "hv-vmm: %llu unhandled MMIO/PIO accesses\n",
                  static_cast<unsigned long long>(unhandled));

@@ -9,7 +9,9 @@ VcpuThread::VcpuThread(arch::Vcpu* vcpu, ExitHandler* handler)
 
 VcpuThread::~VcpuThread() { Stop(); }
 
-void VcpuThread::Start() { thread_ = std::thread([this] { Loop(); }); }
+void VcpuThread::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 VcpuThread::PowerOnResult VcpuThread::PowerOn(const arch::BootState& state) {
   MutexLock lock(&mu_);

@@ -20,12 +20,12 @@ constexpr uint64_t kScratchStack = HV_VIRT_BOOT_GDT;
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(VmmConfig config,
                                                  std::unique_ptr<arch::Vm> vm) {
   if (vm == nullptr) return absl::InvalidArgumentError("no arch Vm");
-  const uint32_t max_vcpus = std::min<uint32_t>(HV_VIRT_MAX_VCPUS,
-                                                vm->max_vcpus());
+  const uint32_t max_vcpus =
+      std::min<uint32_t>(HV_VIRT_MAX_VCPUS, vm->max_vcpus());
   if (config.vcpus == 0 || config.vcpus > max_vcpus) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "vcpus=%u is out of range: must be between 1 and %u", config.vcpus,
-        max_vcpus));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("vcpus=%u is out of range: must be between 1 and %u",
+                        config.vcpus, max_vcpus));
   }
   if (config.memory_mib < kMinMemoryMib || config.memory_mib > kMaxMemoryMib) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -69,7 +69,8 @@ absl::Status Vmm::Init() {
   HV_RETURN_IF_ERROR(mmio_.Register(HV_VIRT_INFO_BASE, HV_VIRT_INFO_SIZE,
                                     info_.get(), "platform-info"));
   for (auto& vcpu : vcpus_) {
-    threads_.push_back(std::make_unique<VcpuThread>(vcpu.get(), static_cast<ExitHandler*>(this)));
+    threads_.push_back(std::make_unique<VcpuThread>(
+        vcpu.get(), static_cast<ExitHandler*>(this)));
   }
   return absl::OkStatus();
 }

@@ -40,7 +40,7 @@ struct VmmConfig {
   std::vector<uint8_t> image;  // ELF64 x86-64 executable
   uint32_t vcpus = 1;
   uint64_t memory_mib = 64;
-  uint64_t guest_arg = 0;  // platform info user_arg
+  uint64_t guest_arg = 0;             // platform info user_arg
   std::function<void(char)> console;  // UART output, called per byte
 };
 
@@ -67,9 +67,9 @@ class Vmm : private ExitHandler {
   // Like Wait() but gives up after `timeout` (nullopt).
   std::optional<VmmExit> WaitFor(std::chrono::milliseconds timeout);
 
-  void Pause();   // returns when no vCPU runs guest code
+  void Pause();  // returns when no vCPU runs guest code
   void Resume();
-  void Stop();    // Wait() then returns kStopped (unless already finished)
+  void Stop();  // Wait() then returns kStopped (unless already finished)
 
   MmioBus& mmio_bus() { return mmio_; }
   PioBus& pio_bus() { return pio_; }

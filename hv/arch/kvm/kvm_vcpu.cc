@@ -64,8 +64,8 @@ absl::StatusOr<std::unique_ptr<Vcpu>> KvmVcpu::Create(KvmVm* vm,
   std::unique_ptr<KvmVcpu> v(new KvmVcpu(vm, index));
   v->fd_ = ioctl(vm->vm_fd(), KVM_CREATE_VCPU, index);
   if (v->fd_ < 0) return Errno("KVM_CREATE_VCPU", index);
-  void* run = mmap(nullptr, vm->run_size(), PROT_READ | PROT_WRITE,
-                   MAP_SHARED, v->fd_, 0);
+  void* run = mmap(nullptr, vm->run_size(), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   v->fd_, 0);
   if (run == MAP_FAILED) return Errno("mmap kvm_run", index);
   v->run_ = static_cast<kvm_run*>(run);
   // CPUID: KVM's supported set, with this vCPU's APIC ID (leaf 1 EBX[31:24],
@@ -305,7 +305,8 @@ absl::Status KvmVcpu::CompleteRead(uint64_t value) {
       break;
     }
     case Pending::kMmioRead:
-      std::memcpy(run_->mmio.data, &value, std::min<uint32_t>(run_->mmio.len, 8));
+      std::memcpy(run_->mmio.data, &value,
+                  std::min<uint32_t>(run_->mmio.len, 8));
       break;
     default:
       return absl::FailedPreconditionError("no read exit to complete");

@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<KvmVm>> KvmVm::Create(const VmConfig& config) {
   if (ioctl(vm->kvm_fd_, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
     return absl::InternalError("unexpected KVM API version");
   }
-  for (int cap : {KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_USER_MEMORY,
-                  KVM_CAP_SET_TSS_ADDR}) {
+  for (int cap :
+       {KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_USER_MEMORY, KVM_CAP_SET_TSS_ADDR}) {
     if (ioctl(vm->kvm_fd_, KVM_CHECK_EXTENSION, cap) <= 0) {
       return absl::UnavailableError(
           absl::StrFormat("KVM lacks required capability %d", cap));
@@ -142,7 +142,8 @@ absl::StatusOr<int> KvmVm::CreateMsiIrqfd(uint32_t index, uint8_t vector) {
   kvm_irq_routing_entry e{};
   e.gsi = gsi;
   e.type = KVM_IRQ_ROUTING_MSI;
-  e.u.msi.address_lo = static_cast<uint32_t>(HV_VIRT_LAPIC_BASE) | (index << 12);
+  e.u.msi.address_lo =
+      static_cast<uint32_t>(HV_VIRT_LAPIC_BASE) | (index << 12);
   e.u.msi.data = vector;
   routes_.push_back(e);
   std::vector<uint8_t> buf(sizeof(kvm_abi::IrqRoutingHeader) +

@@ -9,13 +9,13 @@ struct kit_percpu {
   void (*fn)(unsigned cpu);
 };
 
-__attribute__((aligned(16))) uint8_t kit_stacks[HV_VIRT_MAX_VCPUS]
-                                              [KIT_STACK_SIZE];
+__attribute__((aligned(16)))
+uint8_t kit_stacks[HV_VIRT_MAX_VCPUS][KIT_STACK_SIZE];
 static struct kit_percpu percpu[HV_VIRT_MAX_VCPUS];
 
 struct kit_frame {
-  uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx,
-      rbx, rax;
+  uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx,
+      rax;
   uint64_t vector, error, rip, cs, rflags, rsp, ss;
 };
 
@@ -112,12 +112,12 @@ void kit_vprintf(const char *fmt, va_list ap) {
         break;
       }
       case 'u':
-        put_num(longs ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 10,
-                width, pad, 0);
+        put_num(longs ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 10, width,
+                pad, 0);
         break;
       case 'x':
-        put_num(longs ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 16,
-                width, pad, 0);
+        put_num(longs ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 16, width,
+                pad, 0);
         break;
       case 'p':
         kit_puts("0x");

@@ -91,17 +91,17 @@ void kit_lapic_eoi(void);
 /* ---- results ---- */
 KIT_NORETURN void kit_fail(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
-#define KIT_CHECK(cond)                                                  \
-  do {                                                                   \
-    if (!(cond)) kit_fail("%s:%d: check failed: %s", __FILE__, __LINE__, \
-                          #cond);                                        \
+#define KIT_CHECK(cond)                                               \
+  do {                                                                \
+    if (!(cond))                                                      \
+      kit_fail("%s:%d: check failed: %s", __FILE__, __LINE__, #cond); \
   } while (0)
-#define KIT_CHECK_EQ(a, b)                                               \
-  do {                                                                   \
-    uint64_t kit_a_ = (uint64_t)(a), kit_b_ = (uint64_t)(b);             \
-    if (kit_a_ != kit_b_)                                                \
-      kit_fail("%s:%d: %s == %s failed: 0x%lx != 0x%lx", __FILE__,       \
-               __LINE__, #a, #b, kit_a_, kit_b_);                        \
+#define KIT_CHECK_EQ(a, b)                                                   \
+  do {                                                                       \
+    uint64_t kit_a_ = (uint64_t)(a), kit_b_ = (uint64_t)(b);                 \
+    if (kit_a_ != kit_b_)                                                    \
+      kit_fail("%s:%d: %s == %s failed: 0x%lx != 0x%lx", __FILE__, __LINE__, \
+               #a, #b, kit_a_, kit_b_);                                      \
   } while (0)
 
 void *kit_memset(void *d, int c, size_t n);

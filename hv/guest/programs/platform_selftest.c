@@ -41,7 +41,8 @@ int kit_main(void) {
 
   /* PSCI. */
   KIT_CHECK_EQ(kit_psci(PSCI_VERSION, 0, 0, 0), 0x10000);
-  KIT_CHECK_EQ(kit_psci(0x8400ffffu, 0, 0, 0), (uint64_t)PSCI_RET_NOT_SUPPORTED);
+  KIT_CHECK_EQ(kit_psci(0x8400ffffu, 0, 0, 0),
+               (uint64_t)PSCI_RET_NOT_SUPPORTED);
   KIT_CHECK_EQ(kit_cpu_on(n, secondary), (uint64_t)PSCI_RET_INVALID_PARAMETERS);
   KIT_CHECK_EQ(kit_cpu_on(0, secondary), (uint64_t)PSCI_RET_ALREADY_ON);
   KIT_CHECK_EQ(affinity(0), 0);
@@ -54,7 +55,8 @@ int kit_main(void) {
       KIT_CHECK_EQ(kit_cpu_on(1, secondary), PSCI_RET_SUCCESS);
       const uint64_t t0 = kit_rdtsc();
       while (runs < round || affinity(1) != 1) {
-        if (kit_ns_since(t0) > 10000000000ull) kit_fail("vCPU 1 round %d", round);
+        if (kit_ns_since(t0) > 10000000000ull)
+          kit_fail("vCPU 1 round %d", round);
         kit_pause();
       }
     }
