@@ -8,10 +8,12 @@ calls /usr/bin/gcc directly instead of cc_binary.
 _KIT_SRCS = [
     "//hv/guest/kit:start.S",
     "//hv/guest/kit:kit.c",
+    "//hv/guest/kit:gic.c",
 ]
 
 _KIT_HDRS = [
     "//hv/guest/kit:kit.h",
+    "//hv/guest/kit:gic.h",
     "//hv/platform:hv_virt.h",
 ]
 
@@ -51,7 +53,8 @@ def guest_image(name, srcs, **kwargs):
         srcs = srcs + _KIT_SRCS + _KIT_HDRS + [_LDS],
         outs = [name + ".elf"],
         cmd = ("/usr/bin/gcc " + _CFLAGS + " -T $(location " + _LDS + ") " +
-               " ".join(["$(location %s)" % s for s in srcs + _KIT_SRCS]) +
+               " ".join(["$(location %s)" % s for s in srcs + _KIT_SRCS
+                         if not s.endswith(".h")]) +
                " -o $@"),
         **kwargs
     )

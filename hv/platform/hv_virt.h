@@ -18,6 +18,10 @@
 #define HV_VIRT_BOOT_PD 0x4000ull /* 4 pages: 4 GiB of 2 MiB pages */
 #define HV_VIRT_BOOT_END 0x8000ull
 #define HV_VIRT_IMAGE_MIN 0x100000ull
+/* Free low RAM the guest may use, e.g. as a host/guest mailbox
+ * (the irq-latency probe's lives here). */
+#define HV_VIRT_GUEST_SCRATCH 0x80000ull
+#define HV_VIRT_GUEST_SCRATCH_SIZE 0x80000ull
 
 /* GICv3 frames (IHI 0069 §12: each frame 64 KiB aligned). */
 #define HV_VIRT_GICD_BASE 0xD0000000ull /* distributor, 64 KiB */
@@ -25,7 +29,7 @@
 #define HV_VIRT_ITS_BASE 0xD0020000ull /* ITS control + translater frames */
 #define HV_VIRT_ITS_SIZE 0x20000ull
 #define HV_VIRT_GICC_BASE 0xD0040000ull /* CPU interface, banked per vCPU */
-#define HV_VIRT_GICC_SIZE 0x10000ull
+#define HV_VIRT_GICC_SIZE 0x1000ull     /* 4 KiB of a 64 KiB slot */
 #define HV_VIRT_INFO_BASE 0xD0050000ull /* platform info block (read-only) */
 #define HV_VIRT_INFO_SIZE 0x1000ull
 #define HV_VIRT_GICR_BASE 0xD0100000ull /* redistributor of vCPU n at */

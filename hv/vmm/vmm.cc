@@ -38,6 +38,43 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(VmmConfig config,
   return vmm;
 }
 
+absl::Status Vmm::InitGic(hv_virt_info* info) {
+  if (!config_.gic) {
+    if (config_.its) {
+      return absl::InvalidArgumentError("the ITS needs the GIC (gic=false)");
+    }
+    info->irq_delivery = HV_IRQ_DELIVERY_NONE;
+    return absl::OkStatus();
+  }
+  vgic::VgicConfig gc;
+  gc.num_vcpus = config_.vcpus;
+  gc.num_spis = config_.num_spis;
+  gc.memory = memory_.get();
+  gc.irq_line = [this](uint32_t v, bool level) {
+    if (v < vcpus_.size()) vcpus_[v]->irq_line().SetLevel(level);
+  };
+  HV_ASSIGN_OR_RETURN(vgic_, vgic::Vgic::Create(std::move(gc)));
+  HV_RETURN_IF_ERROR(mmio_.Register(HV_VIRT_GICD_BASE, HV_VIRT_GICD_SIZE,
+                                    &vgic_->distributor(), "gicd"));
+  HV_RETURN_IF_ERROR(mmio_.Register(HV_VIRT_GICR_BASE,
+                                    vgic_->redistributor_region_size(),
+                                    &vgic_->redistributors(), "gicr"));
+  HV_RETURN_IF_ERROR(mmio_.Register(HV_VIRT_GICC_BASE, HV_VIRT_GICC_SIZE,
+                                    &vgic_->cpu_interface(), "gic-cpuif"));
+  info->gic_present = 1;
+  info->gicd_base = HV_VIRT_GICD_BASE;
+  info->gicr_base = HV_VIRT_GICR_BASE;
+  info->gicr_stride = HV_VIRT_GICR_STRIDE;
+  info->gicc_base = HV_VIRT_GICC_BASE;
+  if (config_.its) {
+    its_ = std::make_unique<vgic::Its>(vgic_.get(), memory_.get());
+    HV_RETURN_IF_ERROR(
+        mmio_.Register(HV_VIRT_ITS_BASE, HV_VIRT_ITS_SIZE, its_.get(), "its"));
+    info->its_base = HV_VIRT_ITS_BASE;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Vmm::Init() {
   HV_ASSIGN_OR_RETURN(memory_,
                       GuestMemory::Create({{0, config_.memory_mib << 20}}));
@@ -65,6 +102,7 @@ absl::Status Vmm::Init() {
   info.hypercall_port = vc.hypercall_port;
   info.tsc_khz = vm_->tsc_khz();
   info.user_arg = config_.guest_arg;
+  HV_RETURN_IF_ERROR(InitGic(&info));
   info_ = std::make_unique<PlatformInfo>(info);
   HV_RETURN_IF_ERROR(mmio_.Register(HV_VIRT_INFO_BASE, HV_VIRT_INFO_SIZE,
                                     info_.get(), "platform-info"));

@@ -11,9 +11,16 @@
 // called, performing SYSTEM_RESETs in between (all vCPUs paused and powered
 // off, RAM cleared, image reloaded, boot_count + 1, vCPU 0 restarted).
 //
+// GIC: the vGIC's frames are mapped at the hv-virt addresses and its
+// per-vCPU line output drives arch::Vcpu::irq_line() (SetLevel runs under
+// the vGIC's per-vCPU spinlock; the arch line only takes its own leaf lock,
+// signals a thread or issues KVM_SIGNAL_MSI, never calls back into the GIC).
+// The ITS acts on the vGIC through vgic::LpiSink.
+//
 // Locking: `mu_` guards the outcome/reset request (leaf lock). Lock order:
 // Vmm::mu_ is never held while calling into a VcpuThread or device; device
-// and bus locks are leaves below the vCPU threads.
+// and bus locks sit below the vCPU threads: ITS cmd_mu_ → ITS lock_ → vGIC
+// locks → arch IrqLine lock (KvmVcpu::mu_).
 #ifndef HV_VMM_VMM_H_
 #define HV_VMM_VMM_H_
 
@@ -33,6 +40,8 @@
 #include "hv/platform/platform_info.h"
 #include "hv/platform/uart16550.h"
 #include "hv/vmm/vcpu_thread.h"
+#include "vgic/its.h"
+#include "vgic/vgic.h"
 
 namespace hv {
 
@@ -42,6 +51,9 @@ struct VmmConfig {
   uint64_t memory_mib = 64;
   uint64_t guest_arg = 0;             // platform info user_arg
   std::function<void(char)> console;  // UART output, called per byte
+  bool gic = true;         // GICv3 distributor, redistributors, CPU iface
+  bool its = true;         // GICv3 ITS (needs gic)
+  uint32_t num_spis = 64;  // multiple of 32
 };
 
 inline constexpr uint64_t kMinMemoryMib = 2;
@@ -79,12 +91,15 @@ class Vmm : private ExitHandler {
   arch::Vcpu& vcpu(uint32_t i) { return *vcpus_[i]; }
   VcpuThread& vcpu_thread(uint32_t i) { return *threads_[i]; }
   PlatformInfo& platform_info() { return *info_; }
+  vgic::Vgic* gic() { return vgic_.get(); }  // nullptr without gic
+  vgic::Its* its() { return its_.get(); }    // nullptr without its
   uint64_t boot_count() const;
 
  private:
   Vmm(VmmConfig config, std::unique_ptr<arch::Vm> vm)
       : config_(std::move(config)), vm_(std::move(vm)) {}
   absl::Status Init();
+  absl::Status InitGic(hv_virt_info* info);
   absl::Status LoadAndBoot();  // loads the image, powers on vCPU 0
   absl::Status DoReset();
   void StopAll();
@@ -109,6 +124,10 @@ class Vmm : private ExitHandler {
   arch::BootState boot_template_;  // cr3 / GDT, set in Init
   uint64_t entry_ = 0;
   std::vector<std::unique_ptr<arch::Vcpu>> vcpus_;
+  // The vGIC's line callback drives vcpus_[v]->irq_line(); destroyed after
+  // the vCPU threads (declared later) and before the vCPUs.
+  std::unique_ptr<vgic::Vgic> vgic_;
+  std::unique_ptr<vgic::Its> its_;
   std::vector<std::unique_ptr<VcpuThread>> threads_;
 
   mutable Mutex mu_;

@@ -147,6 +147,7 @@ absl::Status KvmVcpu::Reset(const BootState& state) {
   }
   pending_ = Pending::kNone;
   run_->request_interrupt_window = 0;
+  ReadTscOffset();
   MutexLock lock(&mu_);
   halted_ = false;
   return absl::OkStatus();
@@ -326,6 +327,30 @@ absl::Status KvmVcpu::CompleteHypercall(uint64_t result) {
     return Errno("KVM_SET_REGS", index_);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> KvmVcpu::GuestTscOffset() const {
+  if (!tsc_offset_known_.load()) {
+    return absl::UnavailableError(absl::StrFormat(
+        "vCPU %u: TSC offset unknown (vCPU not reset yet, or KVM lacks "
+        "KVM_VCPU_TSC_OFFSET)",
+        index_));
+  }
+  return tsc_offset_.load();
+}
+
+void KvmVcpu::ReadTscOffset() {
+  // A vCPU ioctl: only from the vCPU thread (KVM serialises vCPU ioctls
+  // against KVM_RUN).
+  uint64_t offset = 0;
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(&offset);
+  if (ioctl(fd_, KVM_GET_DEVICE_ATTR, &attr) == 0) {
+    tsc_offset_.store(static_cast<int64_t>(offset));
+    tsc_offset_known_.store(true);
+  }
 }
 
 void KvmVcpu::SignalThread() {

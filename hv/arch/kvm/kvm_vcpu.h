@@ -50,6 +50,12 @@ class KvmVcpu : public Vcpu, private IrqLine {
   void Kick() override;
   IrqLine& irq_line() override { return *this; }
 
+  // Guest TSC = host TSC + offset (KVM_VCPU_TSC_CTRL/KVM_VCPU_TSC_OFFSET,
+  // devices/vcpu.rst), read on the vCPU thread at Reset() and cached: a vCPU
+  // ioctl from another thread would block while the vCPU runs. For host-side
+  // timestamps in guest time (the latency benchmark).
+  [[nodiscard]] absl::StatusOr<int64_t> GuestTscOffset() const;
+
   // Counters (for tests and the benchmark).
   uint64_t injections() const { return injections_.load(); }
 
@@ -57,6 +63,7 @@ class KvmVcpu : public Vcpu, private IrqLine {
   KvmVcpu(KvmVm* vm, uint32_t index) : vm_(vm), index_(index) {}
   void SetLevel(bool high) override;
   void SignalThread();  // EINTR the vCPU thread out of KVM_RUN
+  void ReadTscOffset();
   absl::Status PrepareInjection();
 
   KvmVm* const vm_;
@@ -72,6 +79,8 @@ class KvmVcpu : public Vcpu, private IrqLine {
   std::atomic<bool> kick_{false};
   std::atomic<bool> in_halt_wait_{false};
   std::atomic<uint64_t> injections_{0};
+  std::atomic<int64_t> tsc_offset_{0};
+  std::atomic<bool> tsc_offset_known_{false};
 
   Mutex mu_;
   CondVar cv_;

@@ -7,6 +7,7 @@ struct hv_virt_info kit_info;
 struct kit_percpu {
   uint64_t cpu;
   void (*fn)(unsigned cpu);
+  uint64_t last_irq_tsc; /* TSC at the latest IRQ-vector entry */
 };
 
 __attribute__((aligned(16)))
@@ -226,7 +227,18 @@ static uint64_t read_cr2(void) {
   return v;
 }
 
+uint64_t kit_last_irq_tsc(void) {
+  uint64_t v;
+  __asm__ volatile("mov %%gs:16, %0" : "=r"(v));
+  return v;
+}
+
 void kit_trap(struct kit_frame *f) {
+  if (f->vector == kit_info.irq_vector) {
+    /* First thing on the IRQ path: the latency probe's timestamp. */
+    const uint64_t tsc = kit_rdtsc();
+    __asm__ volatile("mov %0, %%gs:16" : : "r"(tsc));
+  }
   if (f->vector == kit_info.irq_vector && irq_handler) {
     irq_handler(kit_cpu_id());
     return;
