@@ -125,9 +125,25 @@ TEST(BusTest, UnregisterRemovesRange) {
   EXPECT_EQ(a.reads.load(), 0);
 }
 
+// Thread-safe device for the concurrency test: only counts.
+class CountingDevice : public MmioDevice {
+ public:
+  absl::Status Read(const MmioContext&, uint64_t, uint8_t,
+                    uint64_t* value) override {
+    reads.fetch_add(1);
+    *value = 0;
+    return absl::OkStatus();
+  }
+  absl::Status Write(const MmioContext&, uint64_t, uint8_t,
+                     uint64_t) override {
+    return absl::OkStatus();
+  }
+  std::atomic<int> reads{0};
+};
+
 TEST(BusTest, ConcurrentDispatchAndRegistration) {
   MmioBus bus;
-  RecordingDevice a, b;
+  CountingDevice a, b;
   ASSERT_TRUE(bus.Register(0x1000, 0x10, &a, "a").ok());
   std::atomic<bool> done{false};
   std::vector<std::thread> threads;
