@@ -134,8 +134,7 @@ class CountingDevice : public MmioDevice {
     *value = 0;
     return absl::OkStatus();
   }
-  absl::Status Write(const MmioContext&, uint64_t, uint8_t,
-                     uint64_t) override {
+  absl::Status Write(const MmioContext&, uint64_t, uint8_t, uint64_t) override {
     return absl::OkStatus();
   }
   std::atomic<int> reads{0};
@@ -162,6 +161,26 @@ TEST(BusTest, ConcurrentDispatchAndRegistration) {
   for (auto& t : threads) t.join();
   EXPECT_GE(a.reads.load(), 1000);
   EXPECT_EQ(bus.unhandled_count(), 0u);
+}
+
+}  // namespace
+}  // namespace hv
+
+namespace hv {
+namespace {
+
+TEST(BusTest, LoggingIsBoundedButCountingIsNot) {
+  MmioBus bus;
+  testing::internal::CaptureStderr();
+  uint64_t v;
+  for (uint64_t a = 0; a < 3000; ++a) bus.Read({}, a * 8, 8, &v);
+  for (uint64_t a = 0; a < 10; ++a) bus.Read({}, 0, 8, &v);  // repeats
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(bus.unhandled_count(), 3010u);
+  size_t lines = 0;
+  for (char c : err) lines += c == '\n';
+  // One line per logged address plus the cap notice.
+  EXPECT_EQ(lines, Bus::kMaxLoggedAddresses + 1);
 }
 
 }  // namespace
