@@ -85,6 +85,15 @@ absl::StatusOr<std::unique_ptr<Vcpu>> KvmVcpu::Create(KvmVm* vm,
   if (ioctl(v->fd_, kvm_abi::kSetCpuid2, buf.data()) < 0) {
     return Errno("KVM_SET_CPUID2", index);
   }
+  if (vm->config().irq_delivery == IrqDelivery::kLapic) {
+    // The LAPIC as KVM created it (ID = vCPU index, software-disabled);
+    // restored on every Reset() so a SYSTEM_RESET or a second CPU_ON starts
+    // from a clean LAPIC (no stale ISR/IRR bits).
+    v->pristine_lapic_ = std::make_unique<kvm_lapic_state>();
+    if (ioctl(v->fd_, KVM_GET_LAPIC, v->pristine_lapic_.get()) < 0) {
+      return Errno("KVM_GET_LAPIC", index);
+    }
+  }
   if (vm->tsc_khz() == 0) {
     const int khz = ioctl(v->fd_, KVM_GET_TSC_KHZ, 0);
     if (khz > 0) vm->set_tsc_khz(static_cast<uint64_t>(khz));
@@ -135,6 +144,10 @@ absl::Status KvmVcpu::Reset(const BootState& state) {
   regs.rflags = 0x2;  // reserved bit 1; IF=0
   if (ioctl(fd_, KVM_SET_REGS, &regs) < 0) {
     return Errno("KVM_SET_REGS", index_);
+  }
+  if (pristine_lapic_ != nullptr &&
+      ioctl(fd_, KVM_SET_LAPIC, pristine_lapic_.get()) < 0) {
+    return Errno("KVM_SET_LAPIC", index_);
   }
   if (vm_->config().irq_delivery == IrqDelivery::kLapic) {
     // Application processors start in "wait for SIPI" with an in-kernel
