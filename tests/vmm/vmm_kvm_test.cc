@@ -165,6 +165,13 @@ TEST_P(KvmTest, ItsSelftestOneAndFourVcpus) {
   }
 }
 
+TEST_P(KvmTest, TripleFaultIsReportedAsACrash) {
+  const VmmExit exit = Boot("crash", 2);
+  EXPECT_EQ(exit.kind, VmmExit::Kind::kCrash);
+  EXPECT_NE(exit.message.find("triple fault"), std::string::npos)
+      << exit.message;
+}
+
 TEST_P(KvmTest, ExitCodeIsTheGuestsSystemOffArgument) {
   const VmmExit exit = Boot("exit-code", 1, 42);
   EXPECT_EQ(exit.kind, VmmExit::Kind::kPowerOff);
@@ -345,6 +352,12 @@ TEST_F(HvVmmBinaryTest, ExitCodeComesFromTheGuest) {
   EXPECT_EQ(r.exit_code, 42) << r.err;
   r = RunVmm({"--image=builtin:exit-code", "--guest_arg=7"});
   EXPECT_EQ(r.exit_code, 7) << r.err;
+}
+
+TEST_F(HvVmmBinaryTest, GuestCrashExits126) {
+  Result r = RunVmm({"--image=builtin:crash"});
+  EXPECT_EQ(r.exit_code, 126) << r.err;
+  EXPECT_NE(r.err.find("guest crashed"), std::string::npos) << r.err;
 }
 
 TEST_F(HvVmmBinaryTest, BadInputsFailCleanly) {
