@@ -191,6 +191,16 @@ absl::StatusOr<VcpuExit> KvmVcpu::Run() {
     thread_ = pthread_self();
     has_thread_ = true;
   }
+  // Signals go only to a thread inside Run(): between Runs the kick_ flag
+  // and line_ are checked on entry, and a thread that has exited must never
+  // be signalled.
+  struct Leave {
+    KvmVcpu* self;
+    ~Leave() {
+      MutexLock lock(&self->mu_);
+      self->has_thread_ = false;
+    }
+  } leave{this};
   const bool inject = vm_->config().irq_delivery == IrqDelivery::kInject;
   VcpuExit exit;
   for (;;) {
