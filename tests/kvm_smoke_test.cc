@@ -45,9 +45,8 @@ class KvmSmokeTest : public ::testing::Test {
     const int run_size = ioctl(kvm_, KVM_GET_VCPU_MMAP_SIZE, 0);
     ASSERT_GT(run_size, 0);
     run_size_ = static_cast<size_t>(run_size);
-    run_ = static_cast<kvm_run*>(mmap(nullptr, run_size_,
-                                      PROT_READ | PROT_WRITE, MAP_SHARED,
-                                      vcpu_, 0));
+    run_ = static_cast<kvm_run*>(
+        mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_, 0));
     ASSERT_NE(run_, MAP_FAILED);
   }
 
@@ -108,11 +107,11 @@ TEST_F(KvmSmokeTest, PortIoThenHalt) {
 TEST_F(KvmSmokeTest, MmioWriteAndReadOutsideRam) {
   // GPA 0x8000 has no memory slot, so accesses exit to userspace as MMIO.
   const uint8_t code[] = {
-      0xb8, 0x34, 0x12,        // mov ax, 0x1234
-      0xa3, 0x00, 0x80,        // mov [0x8000], ax
-      0xa1, 0x04, 0x80,        // mov ax, [0x8004]
-      0xe6, 0x11,              // out 0x11, al   (reports what the read got)
-      0xf4,                    // hlt
+      0xb8, 0x34, 0x12,  // mov ax, 0x1234
+      0xa3, 0x00, 0x80,  // mov [0x8000], ax
+      0xa1, 0x04, 0x80,  // mov ax, [0x8004]
+      0xe6, 0x11,        // out 0x11, al   (reports what the read got)
+      0xf4,              // hlt
   };
   LoadAndReset(code, sizeof(code));
   Run();

@@ -63,6 +63,40 @@ TEST_F(DeliveryTest, PmrMasksAndUnmasks) {
   EXPECT_EQ(Ack(0), 40u);
 }
 
+TEST_F(DeliveryTest, PriorityChangesWhilePendingMoveTheLine) {
+  EnableAll();
+  SetIcc(1, IccReg::kPmr, 0x80);
+  SetupSpi(40, 0xa0, 1, true);
+  SetupPrivate(1, 21, 0xa0);
+  ASSERT_TRUE(Pulse(40).ok());
+  ASSERT_TRUE(PulsePpiOk(1, 21).ok());
+  EXPECT_FALSE(lines_[1].load());  // both masked by PMR
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x70);
+  EXPECT_TRUE(lines_[1].load());
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x90);
+  EXPECT_FALSE(lines_[1].load());
+  Write(gic_->redistributors(),
+        SgiOff(1, static_cast<uint64_t>(GicrSgiReg::kIpriorityr) + 21), 1,
+        0x10);
+  EXPECT_TRUE(lines_[1].load());
+  EXPECT_EQ(Ack(1), 21u);
+  EXPECT_FALSE(lines_[1].load());
+  Eoi(1, 21);
+  EXPECT_FALSE(lines_[1].load());
+  // Disabling / enabling a pending SPI moves the line too.
+  Write(gic_->distributor(), static_cast<uint64_t>(GicdReg::kIpriorityr) + 40,
+        1, 0x10);
+  EXPECT_TRUE(lines_[1].load());
+  SetGicd(static_cast<uint64_t>(GicdReg::kIcenabler) + 4, 1u << 8);
+  EXPECT_FALSE(lines_[1].load());
+  SetGicd(static_cast<uint64_t>(GicdReg::kIsenabler) + 4, 1u << 8);
+  EXPECT_TRUE(lines_[1].load());
+  EXPECT_EQ(Ack(1), 40u);
+  Eoi(1, 40);
+}
+
 TEST_F(DeliveryTest, GroupEnablesGateDelivery) {
   SetupSpi(40, 0x80, 0, true);
   SetIcc(0, IccReg::kPmr, 0xff);

@@ -88,6 +88,7 @@ absl::Status Vgic::Frame::Read(const hv::MmioContext& ctx, uint64_t offset,
                             off - kRedistributorSgiBase, size, value);
     }
     case Kind::kCpuIf:
+      if (offset >= kCpuInterfaceFrameSize) break;
       return vgic_->CpuIfRead(ctx, offset, size, value);
   }
   return absl::OutOfRangeError(
@@ -111,6 +112,7 @@ absl::Status Vgic::Frame::Write(const hv::MmioContext& ctx, uint64_t offset,
                              off - kRedistributorSgiBase, size, value);
     }
     case Kind::kCpuIf:
+      if (offset >= kCpuInterfaceFrameSize) break;
       return vgic_->CpuIfWrite(ctx, offset, size, value);
   }
   return absl::OutOfRangeError(

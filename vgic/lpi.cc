@@ -123,14 +123,18 @@ absl::Status Vgic::EnableLpis(VcpuState& vc, uint32_t v) {
     HV_RETURN_IF_ERROR(LoadConfigTable(prop, limit));
   }
   {
+    // Nothing can be pending while EnableLPIs == 0 (SetPending refuses it
+    // under this lock), so the bitmap becomes exactly the table's contents;
+    // stray bits a posted producer set meanwhile are discarded.
     hv::SpinLockHolder l(&vc.lock);
     std::atomic<uint64_t>* bm = vc.pending;
+    for (uint32_t k = 0; k < lpi_words(); ++k) bm[k].store(0);
     for (size_t off = 0; off < pending.size(); off += 8) {
       uint64_t w;
       std::memcpy(&w, pending.data() + off, 8);  // little-endian table
       if (w == 0) continue;
       const uint32_t k = kFirstLpiWord + static_cast<uint32_t>(off / 8);
-      bm[k].fetch_or(w);
+      bm[k].store(w);
       bm[k / 64].fetch_or(uint64_t{1} << (k % 64));
     }
     vc.lpi_limit.store(limit);
@@ -145,24 +149,24 @@ absl::Status Vgic::EnableLpis(VcpuState& vc, uint32_t v) {
 }
 
 absl::Status Vgic::DisableLpis(VcpuState& vc, uint32_t v) {
+  // Under vc.lock: SetPending sets bits under the same lock after checking
+  // EnableLPIs, so every LPI it reported as pending is either acknowledged
+  // or captured here and written back to the guest's table (§5.1.2).
+  const uint32_t limit = vc.lpi_limit.load();
+  std::vector<uint8_t> table(
+      limit > kFirstLpi ? limit / 8 - kPendingTableLpiOffset : 0, 0);
   {
     hv::SpinLockHolder l(&vc.lock);
     vc.lpis_enabled.store(false);
+    std::atomic<uint64_t>* bm = vc.pending;
+    for (uint32_t k = kFirstLpiWord; k < lpi_words(); ++k) {
+      const uint64_t w = bm[k].exchange(0);
+      const uint64_t off = uint64_t{k - kFirstLpiWord} * 8;
+      if (off + 8 <= table.size()) std::memcpy(table.data() + off, &w, 8);
+    }
+    for (uint32_t k = 0; k < kFirstLpiWord; ++k) bm[k].store(0);
     UpdateLineLocked(vc, v);
   }
-  // From here SetPending drops LPIs for this vCPU (it re-checks under
-  // vc.lock), so the bitmap only drains. Write the pending state back to the
-  // guest's table (§5.1.2) and clear the bitmap.
-  const uint32_t limit = vc.lpi_limit.load();
-  std::atomic<uint64_t>* bm = vc.pending;
-  std::vector<uint8_t> table(
-      limit > kFirstLpi ? limit / 8 - kPendingTableLpiOffset : 0, 0);
-  for (uint32_t k = kFirstLpiWord; k < lpi_words(); ++k) {
-    const uint64_t w = bm[k].exchange(0);
-    const uint64_t off = uint64_t{k - kFirstLpiWord} * 8;
-    if (off + 8 <= table.size()) std::memcpy(table.data() + off, &w, 8);
-  }
-  for (uint32_t k = 0; k < kFirstLpiWord; ++k) bm[k].store(0);
   if (!table.empty()) {
     HV_RETURN_IF_ERROR(memory_->Write(
         (vc.pendbaser & kPendbaserPaMask) + kPendingTableLpiOffset,
@@ -180,15 +184,14 @@ bool Vgic::SetPending(uint32_t vcpu, uint32_t intid) {
     return false;
   }
   VcpuState& vc = *vcpus_[vcpu];
-  // Cheap pre-check; authoritative re-check under vc.lock below.
+  // Cheap pre-check; the authoritative check is under vc.lock, which
+  // EnableLPIs transitions also hold, so a pend is either captured by the
+  // disable write-back or refused (§5.1: with EnableLPIs == 0 LPIs cannot
+  // become pending).
+  if (!vc.lpis_enabled.load() || intid >= vc.lpi_limit.load()) return false;
+  hv::SpinLockHolder l(&vc.lock);
   if (!vc.lpis_enabled.load() || intid >= vc.lpi_limit.load()) return false;
   if (!LpiBitSet(vcpu, intid)) return false;  // coalesced: 1-bit latch
-  hv::SpinLockHolder l(&vc.lock);
-  if (!vc.lpis_enabled.load() || intid >= vc.lpi_limit.load()) {
-    // EnableLPIs went to 0 meanwhile: LPIs cannot become pending (§5.1).
-    LpiBitClear(vcpu, intid);
-    return false;
-  }
   if (!vc.line) {
     // Only this LPI can have made the line rise.
     const uint8_t cfg =

@@ -63,6 +63,19 @@ enum class GicdReg : uint64_t {
   kPidr2 = 0xffe8,
 };
 
+// Layout checks against Table 12-25: each one-bit-per-INTID array is 0x80
+// bytes (1024 INTIDs), IPRIORITYR one byte per INTID, ICFGR two bits per
+// INTID, IROUTER<32> at 0x6100.
+static_assert(static_cast<uint64_t>(GicdReg::kIcenabler) -
+                  static_cast<uint64_t>(GicdReg::kIsenabler) ==
+              1024 / 8);
+static_assert(static_cast<uint64_t>(GicdReg::kIcactiver) ==
+              static_cast<uint64_t>(GicdReg::kIgroupr) + 6 * 0x80);
+static_assert(static_cast<uint64_t>(GicdReg::kItargetsr) -
+                  static_cast<uint64_t>(GicdReg::kIpriorityr) ==
+              1024);
+static_assert(static_cast<uint64_t>(GicdReg::kIrouter) + 8 * 32 == 0x6100);
+
 // One bit per INTID registers span 0x80 bytes (1024 INTIDs).
 inline constexpr uint64_t kBitRegSpan = 0x80;
 inline constexpr uint64_t kPriorityRegSpan = 0x400;
@@ -128,6 +141,13 @@ enum class GicrSgiReg : uint64_t {
   kIgrpmodr0 = 0x0d00,
   kNsacr = 0x0e00,
 };
+
+// SGI_base mirrors the distributor's layout for INTIDs 0..31.
+static_assert(static_cast<uint64_t>(GicrSgiReg::kIcactiver0) ==
+              static_cast<uint64_t>(GicdReg::kIcactiver));
+static_assert(static_cast<uint64_t>(GicrSgiReg::kIpriorityr) ==
+              static_cast<uint64_t>(GicdReg::kIpriorityr));
+static_assert(kRedistributorStride == 2 * kRedistributorSgiBase);
 
 // GICR_CTLR (§12.10.1).
 inline constexpr uint32_t kGicrCtlrEnableLpis = 1u << 0;

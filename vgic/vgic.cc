@@ -175,11 +175,12 @@ Vgic::Best Vgic::FindBest(VcpuState& vc, uint32_t v) {
       best = {i, irq.priority};
     }
   }
-  bool grp1;
-  {
+  // GICD_CTLR.EnableGrp1 gates SGIs, PPIs, SPIs and (as in KVM) LPIs. A
+  // GICD_CTLR write re-evaluates every line after publishing the mirror.
+  const bool grp1 = (gicd_ctlr_mirror_.load() & kGicdCtlrEnableGrp1) != 0;
+  if (grp1 && vc.spi_candidates.load() != 0) {
     hv::SpinLockHolder l(&dist_lock_);
-    grp1 = (gicd_ctlr_ & kGicdCtlrEnableGrp1) != 0;
-    if (grp1) {
+    {
       for (size_t w = 0; w < spi_candidates_.size(); ++w) {
         uint64_t bits = spi_candidates_[w];
         while (bits != 0) {
@@ -237,10 +238,17 @@ void Vgic::SettleSpi(uint32_t intid, Deferred* d) {
   Irq& s = SpiRef(intid);
   const uint32_t i = intid - kFirstSpi;
   const uint64_t bit = uint64_t{1} << (i % 64);
-  if (s.candidate() && s.target != kNoVcpu) {
+  const uint32_t want =
+      s.candidate() && s.target != kNoVcpu ? s.target : kNoVcpu;
+  if (want != kNoVcpu) {
     spi_candidates_[i / 64] |= bit;
   } else {
     spi_candidates_[i / 64] &= ~bit;
+  }
+  if (want != s.counted) {
+    if (s.counted != kNoVcpu) vcpus_[s.counted]->spi_candidates.fetch_sub(1);
+    if (want != kNoVcpu) vcpus_[want]->spi_candidates.fetch_add(1);
+    s.counted = want;
   }
   if (s.hw_active && !s.pending() && !s.active) {
     s.hw_active = false;

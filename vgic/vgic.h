@@ -22,21 +22,24 @@
 //     Aff2 = i / 4096 (Aff3 = 0), like KVM's MPIDR assignment.
 //
 // Locks (lock order, outermost first; never hold two locks of one level):
-//   1. Redistributor::lpi_mu (hv::Mutex, per vCPU): the LPI registers
-//      (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER) and the enable/disable
-//      transitions that read and write guest memory (pending-table scan and
-//      write-back, configuration-table load). Never taken under a spinlock.
+//   1. VcpuState::lpi_mu (hv::Mutex, per vCPU): the LPI registers
+//      (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER, WAKER) and the
+//      enable/disable transitions that read and write guest memory
+//      (pending-table scan and write-back, configuration-table load). Never
+//      taken under a spinlock.
 //   [the ITS command spinlock sits here: the ITS calls SetPending etc. with it
 //    held, so everything below is spinlocks only]
 //   2. VcpuState::lock (hv::SpinLock, per vCPU): that vCPU's SGI/PPI state,
 //      its CPU-interface state (PMR, BPR1, EOImode, IGRPEN1, active
-//      priorities) and its IRQ-line level. The IrqLineCallback runs with it
-//      held. Only one vCPU lock is held at a time.
-//   3. dist_lock_ (hv::SpinLock): SPI state, GICD_CTLR.
-// Lock-free: the LPI pending bitmaps (atomic bit operations on shared
-// memory), the LPI configuration cache (relaxed atomic bytes) and mirrors of
-// EnableLPIs/PROPBASER for readers. Host callbacks (forwarded deactivation,
-// resample) are invoked with no vGIC lock held.
+//      priorities) and its IRQ-line level; SetPending sets LPI bits and the
+//      EnableLPIs transitions snapshot/load the bitmap under it. The
+//      IrqLineCallback runs with it held. Only one vCPU lock at a time.
+//   3. dist_lock_ (hv::SpinLock): SPI state, GICD_CTLR, SPI candidate bitmap.
+// Atomics: the LPI pending bitmaps (seq_cst bit operations on shared memory;
+// cleared lock-free by ClearPending and read lock-free), the LPI
+// configuration cache (relaxed bytes), per-vCPU SPI-candidate counts and
+// mirrors of EnableLPIs/PROPBASER/GICD_CTLR for lock-free readers. Host
+// callbacks (forwarded deactivation, resample) run with no vGIC lock held.
 #ifndef VGIC_VGIC_H_
 #define VGIC_VGIC_H_
 
@@ -213,6 +216,8 @@ class Vgic final : public LpiSink {
     uint8_t priority = 0;
     uint64_t irouter = 0;  // SPIs
     uint32_t target = 0;   // SPIs: resolved vCPU or kNoVcpu
+    // SPIs: the vCPU whose spi_candidates counter includes this SPI.
+    uint32_t counted = kNoVcpu;
     std::shared_ptr<const HostHook> hook;
 
     bool pending() const { return pending_latch || (!edge && line); }
@@ -233,6 +238,11 @@ class Vgic final : public LpiSink {
     CpuInterface cpu ABSL_GUARDED_BY(lock);
     bool line ABSL_GUARDED_BY(lock) = false;
     std::atomic<bool> line_mirror{false};
+    // Number of SPI candidates targeting this vCPU (changed under
+    // dist_lock_ by SettleSpi). Lets FindBest skip the distributor lock when
+    // no SPI is pending for this vCPU: a stale zero is harmless because the
+    // injector re-evaluates the target's line after publishing the SPI.
+    std::atomic<uint32_t> spi_candidates{0};
 
     // LPI registers (GICR_CTLR.EnableLPIs, PROPBASER, PENDBASER).
     hv::Mutex lpi_mu;
