@@ -1,0 +1,1 @@
+// (gicv3 arch forward tests follow in the next commit)
