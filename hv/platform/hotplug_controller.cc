@@ -40,8 +40,8 @@ void HotplugController::ApplyIrq() {
 absl::Status HotplugController::Attach(uint32_t slot,
                                        const HotplugDevice& dev) {
   if (slot >= num_slots_) {
-    return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " >= ",
-                                                   num_slots_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("slot ", slot, " >= ", num_slots_));
   }
   if (dev.name.size() > 31) {
     return absl::InvalidArgumentError("name: longer than 31 bytes");
@@ -215,8 +215,7 @@ absl::Status HotplugController::Write(const MmioContext&, uint64_t offset,
         // W1C of attach notifications; an eject request stays signalled
         // until it is acked or forced.
         for (uint32_t s = 0; s < num_slots_; ++s) {
-          if ((value >> s & 1) &&
-              slots_[s].state != SlotState::kEjectPending) {
+          if ((value >> s & 1) && slots_[s].state != SlotState::kEjectPending) {
             events_ &= ~(1u << s);
           }
         }

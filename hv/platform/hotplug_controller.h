@@ -28,7 +28,7 @@
 namespace hv {
 
 struct HotplugDevice {
-  std::string name;  // up to 31 bytes shown to the guest
+  std::string name;   // up to 31 bytes shown to the guest
   uint32_t kind = 1;  // 1 PCI, 2 platform
   uint16_t requester_id = 0;
   uint32_t num_vectors = 0;
@@ -46,9 +46,9 @@ class HotplugController : public MmioDevice {
 
   // `set_irq(level)` drives the controller's SPI. num_slots 1..32. With a
   // non-zero `eject_timeout`, a timer thread forces expired ejects.
-  HotplugController(uint32_t num_slots, std::function<void(bool)> set_irq,
-                    std::chrono::milliseconds eject_timeout =
-                        std::chrono::milliseconds(0));
+  HotplugController(
+      uint32_t num_slots, std::function<void(bool)> set_irq,
+      std::chrono::milliseconds eject_timeout = std::chrono::milliseconds(0));
   ~HotplugController() override;
 
   // InvalidArgument (slot, name too long), FailedPrecondition (occupied).

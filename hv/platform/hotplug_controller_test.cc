@@ -15,7 +15,9 @@ class HotplugTest : public ::testing::Test {
     EXPECT_TRUE(hp_.Read({}, off, size, &v).ok()) << off;
     return v;
   }
-  void W(uint64_t off, uint32_t v) { ASSERT_TRUE(hp_.Write({}, off, 4, v).ok()); }
+  void W(uint64_t off, uint32_t v) {
+    ASSERT_TRUE(hp_.Write({}, off, 4, v).ok());
+  }
 
   std::atomic<int> level_{0};
   std::atomic<int> edges_{0};
@@ -41,7 +43,7 @@ TEST_F(HotplugTest, AttachShowsIdentityAndRaisesSpi) {
   EXPECT_EQ(R(HV_HOTPLUG_REG_WINDOW_GPA, 8), 0xD1000000u);
   EXPECT_EQ(R(HV_HOTPLUG_REG_WINDOW_SIZE, 8), 0x1000u);
   EXPECT_EQ(R(HV_HOTPLUG_REG_NAME), 0x30303030u);  // "0000"
-  W(HV_HOTPLUG_REG_EVENTS, 4);  // W1C
+  W(HV_HOTPLUG_REG_EVENTS, 4);                     // W1C
   EXPECT_EQ(R(HV_HOTPLUG_REG_EVENTS), 0u);
   EXPECT_EQ(level_, 0);
   // Errors.
@@ -49,7 +51,8 @@ TEST_F(HotplugTest, AttachShowsIdentityAndRaisesSpi) {
   EXPECT_EQ(hp_.Attach(4, dev_).code(), absl::StatusCode::kInvalidArgument);
   HotplugDevice long_name = dev_;
   long_name.name = std::string(40, 'x');
-  EXPECT_EQ(hp_.Attach(0, long_name).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(hp_.Attach(0, long_name).code(),
+            absl::StatusCode::kInvalidArgument);
   uint64_t v;
   EXPECT_FALSE(hp_.Read({}, 2, 4, &v).ok());
   EXPECT_FALSE(hp_.Read({}, HV_HOTPLUG_REG_STATUS, 8, &v).ok());
@@ -67,10 +70,11 @@ TEST_F(HotplugTest, TwoPhaseEjectCompletesOnGuestAck) {
   bool forced = true;
   EXPECT_EQ(hp_.RequestEject(1, nullptr).code(),
             absl::StatusCode::kFailedPrecondition);  // empty
-  ASSERT_TRUE(hp_.RequestEject(0, [&](bool f) {
-                   ++calls;
-                   forced = f;
-                 })
+  ASSERT_TRUE(hp_.RequestEject(0,
+                               [&](bool f) {
+                                 ++calls;
+                                 forced = f;
+                               })
                   .ok());
   EXPECT_EQ(hp_.RequestEject(0, nullptr).code(),
             absl::StatusCode::kFailedPrecondition);  // already ejecting
@@ -98,10 +102,11 @@ TEST_F(HotplugTest, ForcedEjectAfterTimeout) {
   ASSERT_TRUE(hp_.Attach(3, dev_).ok());
   int calls = 0;
   bool forced = false;
-  ASSERT_TRUE(hp_.RequestEject(3, [&](bool f) {
-                   ++calls;
-                   forced = f;
-                 })
+  ASSERT_TRUE(hp_.RequestEject(3,
+                               [&](bool f) {
+                                 ++calls;
+                                 forced = f;
+                               })
                   .ok());
   const auto now = HotplugController::Clock::now();
   hp_.ExpireEjects(now, std::chrono::seconds(10));  // not yet
@@ -118,7 +123,8 @@ TEST_F(HotplugTest, ForcedEjectAfterTimeout) {
 
 TEST(HotplugTimerTest, TimerThreadForcesEject) {
   HotplugController hp(2, nullptr, std::chrono::milliseconds(20));
-  ASSERT_TRUE(hp.Attach(1, {"plat0", 2, 0xff00, 1, 40, 0xD1001000, 0x1000}).ok());
+  ASSERT_TRUE(
+      hp.Attach(1, {"plat0", 2, 0xff00, 1, 40, 0xD1001000, 0x1000}).ok());
   std::atomic<int> forced{0};
   ASSERT_TRUE(hp.RequestEject(1, [&](bool f) { forced = f ? 1 : 2; }).ok());
   for (int i = 0; i < 500 && forced == 0; ++i) {
