@@ -64,7 +64,8 @@ void BM_ForwardedIrqLatency(benchmark::State& state) {
       state.SkipWithError("vfio core");
       return;
     }
-    const guest::BuiltinImage* img = guest::FindBuiltinImage("irq-latency");
+    const hv::guest::BuiltinImage* img =
+        hv::guest::FindBuiltinImage("irq-latency");
     hv::arch::VmConfig vc;
     vc.irq_delivery = hv::arch::IrqDelivery::kLapic;
     auto vm = hv::arch::KvmVm::Create(vc);
