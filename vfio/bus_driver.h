@@ -52,6 +52,9 @@ class BusDevice {
   // The host driver's handler quiesces the source (clears the device's
   // interrupt status).
   virtual void AckSource(uint32_t line) = 0;
+  // The device returned to the host: the host driver re-initialises it
+  // (every line enabled and unmasked, whatever a guest driver left).
+  virtual void HostReset() = 0;
   // Posted remapping entry of an edge line (DESIGN §3 bypass).
   [[nodiscard]] virtual absl::Status SetPosted(uint32_t line,
                                                hwsim::PostedEntry entry) = 0;
@@ -78,6 +81,12 @@ class HwsimBusDevice : public BusDevice {
   bool Masked(uint32_t line) const override { return dev_->masked(line); }
   void Unmask(uint32_t line) override { dev_->SetMasked(line, false); }
   void AckSource(uint32_t) override { dev_->ClearStatus(); }
+  void HostReset() override {
+    for (uint32_t v = 0; v < dev_->num_vectors(); ++v) {
+      dev_->SetEnabled(v, true);
+      dev_->SetMasked(v, false);
+    }
+  }
   absl::Status SetPosted(uint32_t line, hwsim::PostedEntry entry) override {
     return dev_->SetPosted(line, std::move(entry));
   }

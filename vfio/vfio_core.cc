@@ -134,7 +134,10 @@ void VfioCore::ReleaseRef(absl::string_view device, VmId vm) {
   hv::MutexLock l(&mu_);
   Device* d = FindLocked(device);
   if (d == nullptr || d->refs == 0 || d->owner != vm) return;
-  if (--d->refs == 0) d->owner = kHost;
+  if (--d->refs == 0) {
+    d->owner = kHost;
+    d->bus->HostReset();
+  }
 }
 
 void VfioCore::Swap(IrqSlot* s, std::unique_ptr<IrqHandler> h) {

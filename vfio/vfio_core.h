@@ -137,7 +137,8 @@ class VfioCore {
   // NotFound, InvalidArgument (vm 0), FailedPrecondition if another VM owns
   // the device.
   [[nodiscard]] absl::Status AcquireRef(absl::string_view device, VmId vm);
-  // Drops one of `vm`'s references; the last returns the device to the host.
+  // Drops one of `vm`'s references; the last returns the device to the host
+  // (BusDevice::HostReset: lines enabled and unmasked).
   // Ignores a device `vm` holds no reference to.
   void ReleaseRef(absl::string_view device, VmId vm);
 

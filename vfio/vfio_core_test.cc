@@ -181,3 +181,24 @@ TEST(VfioCoreTest, PostedNeedsForwardedEdge) {
 
 }  // namespace
 }  // namespace vfio
+
+namespace vfio {
+namespace {
+
+TEST(VfioCoreTest, LastReleaseReinitialisesTheDeviceForTheHost) {
+  testing::Rig rig;
+  hwsim::Device* d = rig.Dev("0000:03:00.0");
+  ASSERT_TRUE(rig.core->AcquireRef("0000:03:00.0", 5).ok());
+  // The guest driver disabled one vector and masked another.
+  d->SetEnabled(1, false);
+  d->SetMasked(2, true);
+  rig.core->ReleaseRef("0000:03:00.0", 5);
+  EXPECT_FALSE(d->masked(2));
+  ASSERT_TRUE(d->Fire(1).ok());
+  rig.core->Dispatch(rig.Msix("0000:03:00.0", 1));
+  EXPECT_EQ(rig.host_log.For(rig.Msix("0000:03:00.0", 1)),
+            (std::vector<uint64_t>{1}));
+}
+
+}  // namespace
+}  // namespace vfio

@@ -12,9 +12,9 @@
 #include "tests/passthrough/pt_guest_abi.h"
 #include "tools/hwsim/hwsim_regs.h"
 
-#define WIN(n) (PT_WINDOW_BASE + (n) * PT_WINDOW_STRIDE)
+#define WIN(n) (PT_WINDOW_BASE + (n)*PT_WINDOW_STRIDE)
 #define VEC(n, v, field) \
-  (WIN(n) + HWSIM_OFF_VECTORS + (v) * HWSIM_VECTOR_STRIDE + (field))
+  (WIN(n) + HWSIM_OFF_VECTORS + (v)*HWSIM_VECTOR_STRIDE + (field))
 #define VEC_CTRL 0
 #define VEC_DATA 4
 #define VEC_ADDR 8
