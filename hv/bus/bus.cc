@@ -81,10 +81,22 @@ bool Bus::Lookup(uint64_t addr, uint8_t size, MmioDevice** device,
 void Bus::NoteUnhandled(uint64_t addr, uint8_t size, bool is_write,
                         const char* why) {
   unhandled_.fetch_add(1, std::memory_order_relaxed);
-  bool first;
+  bool first = false;
+  bool cap_reached = false;
   {
     MutexLock lock(&mu_);
-    first = logged_.insert(addr).second;
+    // Bounded: a guest scanning the address space must not grow the set
+    // without limit; past the cap accesses are only counted.
+    if (logged_.size() < kMaxLoggedAddresses) {
+      first = logged_.insert(addr).second;
+      cap_reached = first && logged_.size() == kMaxLoggedAddresses;
+    }
+  }
+  if (cap_reached) {
+    std::fprintf(stderr,
+                 "hv: %s bus: %zu distinct unhandled addresses logged; "
+                 "further ones are only counted\n",
+                 name_.c_str(), kMaxLoggedAddresses);
   }
   if (first) {
     std::fprintf(stderr,

@@ -56,6 +56,9 @@ class Bus {
              uint64_t value);
 
   // Number of accesses nobody handled (since creation).
+  // At most this many distinct addresses are logged.
+  static constexpr size_t kMaxLoggedAddresses = 1024;
+
   uint64_t unhandled_count() const {
     return unhandled_.load(std::memory_order_relaxed);
   }

@@ -125,9 +125,24 @@ TEST(BusTest, UnregisterRemovesRange) {
   EXPECT_EQ(a.reads.load(), 0);
 }
 
+// Thread-safe device for the concurrency test: only counts.
+class CountingDevice : public MmioDevice {
+ public:
+  absl::Status Read(const MmioContext&, uint64_t, uint8_t,
+                    uint64_t* value) override {
+    reads.fetch_add(1);
+    *value = 0;
+    return absl::OkStatus();
+  }
+  absl::Status Write(const MmioContext&, uint64_t, uint8_t, uint64_t) override {
+    return absl::OkStatus();
+  }
+  std::atomic<int> reads{0};
+};
+
 TEST(BusTest, ConcurrentDispatchAndRegistration) {
   MmioBus bus;
-  RecordingDevice a, b;
+  CountingDevice a, b;
   ASSERT_TRUE(bus.Register(0x1000, 0x10, &a, "a").ok());
   std::atomic<bool> done{false};
   std::vector<std::thread> threads;
@@ -146,6 +161,26 @@ TEST(BusTest, ConcurrentDispatchAndRegistration) {
   for (auto& t : threads) t.join();
   EXPECT_GE(a.reads.load(), 1000);
   EXPECT_EQ(bus.unhandled_count(), 0u);
+}
+
+}  // namespace
+}  // namespace hv
+
+namespace hv {
+namespace {
+
+TEST(BusTest, LoggingIsBoundedButCountingIsNot) {
+  MmioBus bus;
+  testing::internal::CaptureStderr();
+  uint64_t v;
+  for (uint64_t a = 0; a < 3000; ++a) bus.Read({}, a * 8, 8, &v);
+  for (uint64_t a = 0; a < 10; ++a) bus.Read({}, 0, 8, &v);  // repeats
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(bus.unhandled_count(), 3010u);
+  size_t lines = 0;
+  for (char c : err) lines += c == '\n';
+  // One line per logged address plus the cap notice.
+  EXPECT_EQ(lines, Bus::kMaxLoggedAddresses + 1);
 }
 
 }  // namespace

@@ -177,6 +177,19 @@ absl::Status Vmm::DoReset() {
   for (auto& t : threads_) t->WaitPaused();
   for (auto& t : threads_) t->ForceOff();
   HV_RETURN_IF_ERROR(memory_->Fill(0, 0, memory_->total_size()));
+  if (vgic_ != nullptr) {
+    // Fresh GIC and ITS (reset state, IHI 0069 register reset values): no
+    // vCPU runs, so no frame access is in flight.
+    HV_RETURN_IF_ERROR(mmio_.Unregister(HV_VIRT_GICD_BASE));
+    HV_RETURN_IF_ERROR(mmio_.Unregister(HV_VIRT_GICR_BASE));
+    HV_RETURN_IF_ERROR(mmio_.Unregister(HV_VIRT_GICC_BASE));
+    if (its_ != nullptr) HV_RETURN_IF_ERROR(mmio_.Unregister(HV_VIRT_ITS_BASE));
+    its_.reset();
+    vgic_.reset();
+    for (auto& v : vcpus_) v->irq_line().SetLevel(false);
+    hv_virt_info info = info_->info();
+    HV_RETURN_IF_ERROR(InitGic(&info));
+  }
   HV_ASSIGN_OR_RETURN(boot_template_, arch::BuildBootTables(*memory_));
   HV_ASSIGN_OR_RETURN(entry_, LoadElf(config_.image, *memory_));
   uint64_t count;

@@ -9,7 +9,8 @@
 // Start() powers on vCPU 0 at the ELF entry (rdi = platform info base,
 // rsi = 0); Wait() blocks until the guest powers off, crashes, or Stop() is
 // called, performing SYSTEM_RESETs in between (all vCPUs paused and powered
-// off, RAM cleared, image reloaded, boot_count + 1, vCPU 0 restarted).
+// off, RAM cleared, vGIC and ITS recreated in reset state, image reloaded,
+// boot_count + 1, vCPU 0 restarted).
 //
 // GIC: the vGIC's frames are mapped at the hv-virt addresses and its
 // per-vCPU line output drives arch::Vcpu::irq_line() (SetLevel runs under

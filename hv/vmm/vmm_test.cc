@@ -193,6 +193,11 @@ TEST(VmmTest, TripleFaultIsACrash) {
 TEST(VmmTest, SystemResetReloadsAndRestartsVcpu0) {
   Fixture f;
   ASSERT_TRUE(f.vmm->memory().WriteObj<uint64_t>(0x700000, 0x1234).ok());
+  // Guest-visible GIC state before the reset: GICD_CTLR.EnableGrp1 set.
+  uint64_t ctlr = 0;
+  f.vmm->mmio_bus().Write({}, HV_VIRT_GICD_BASE, 4, 0x2);
+  f.vmm->mmio_bus().Read({}, HV_VIRT_GICD_BASE, 4, &ctlr);
+  EXPECT_EQ(ctlr & 0x2, 0x2u);
   f.vcpu(0)->PushExit(Psci(PSCI_CPU_ON, 1, 0x100000, 0));
   f.vcpu(0)->PushExit(Psci(PSCI_SYSTEM_RESET));
   ASSERT_TRUE(f.vmm->Start().ok());
@@ -203,6 +208,10 @@ TEST(VmmTest, SystemResetReloadsAndRestartsVcpu0) {
   EXPECT_EQ(*f.vmm->memory().ReadObj<uint64_t>(0x700000), 0u);  // cleared
   EXPECT_EQ(f.vcpu(0)->resets().size(), 2u);
   EXPECT_EQ(f.vmm->vcpu_thread(1).power(), VcpuThread::Power::kOff);
+  // The GIC came back in reset state (EnableGrp1 clear, ARE/DS set).
+  f.vmm->mmio_bus().Read({}, HV_VIRT_GICD_BASE, 4, &ctlr);
+  EXPECT_EQ(ctlr & 0x2, 0u);
+  EXPECT_EQ(f.vmm->mmio_bus().unhandled_count(), 0u);
   f.vcpu(0)->PushExit(Psci(PSCI_SYSTEM_OFF, 3));
   EXPECT_EQ(f.vmm->Wait().exit_code, 3);
 }

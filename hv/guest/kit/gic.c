@@ -258,3 +258,22 @@ int its_discard(uint32_t dev, uint32_t event) {
 int its_movi(uint32_t dev, uint32_t event, uint16_t icid) {
   return its_send(0x01 | ((uint64_t)dev << 32), event, icid, 0);
 }
+
+int its_set_enabled(int enabled) {
+  const uint64_t ctlr = kit_info.its_base + GITS_CTLR;
+  uint32_t v = kit_mmio_read32(ctlr);
+  v = enabled ? (v | GITS_CTLR_ENABLED) : (v & ~GITS_CTLR_ENABLED);
+  kit_mmio_write32(ctlr, v);
+  if (enabled) return 0;
+  const uint64_t t0 = kit_rdtsc();
+  while (!(kit_mmio_read32(ctlr) & GITS_CTLR_QUIESCENT)) {
+    if (kit_ns_since(t0) > 1000000000ull) return -1;
+  }
+  return 0;
+}
+
+void its_reset_queue(void) {
+  its_write64(GITS_CBASER, (1ull << 63) | (uint64_t)cmdq | (CMDQ_PAGES - 1));
+  its_write64(GITS_CWRITER, 0);
+  cmd_write = 0;
+}

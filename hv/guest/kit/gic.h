@@ -112,6 +112,11 @@ int its_invall(uint16_t icid);
 int its_sync(unsigned cpu);
 int its_discard(uint32_t dev, uint32_t event);
 int its_movi(uint32_t dev, uint32_t event, uint16_t icid);
+/* GITS_CTLR.Enabled; disabling waits for Quiescent. 0 or -1. */
+int its_set_enabled(int enabled);
+/* Re-programs CBASER with the kit's queue (CREADR restarts at 0) and
+ * CWRITER = 0. The ITS must be disabled. */
+void its_reset_queue(void);
 /* Raw register access for tests of error handling. */
 uint64_t its_read64(uint64_t off);
 void its_write64(uint64_t off, uint64_t v);
