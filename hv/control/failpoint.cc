@@ -10,9 +10,11 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "hv/base/locks.h"
 
 namespace hv::control {
@@ -40,6 +42,7 @@ absl::Status Parse(std::string_view spec,
   for (absl::string_view entry :
        absl::StrSplit(absl::string_view(spec.data(), spec.size()), ',',
                       absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
     std::vector<absl::string_view> kv = absl::StrSplit(entry, '=');
     if (kv.size() != 2 || kv[0].empty()) {
       return absl::InvalidArgumentError(

@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&stop_sigs, &sig);
     server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::seconds(2));
+                     std::chrono::milliseconds(300));
   });
   server->Wait();
   manager->reset();  // stops every VMM
