@@ -29,6 +29,11 @@ std::string Runfile(const std::string& path) {
   if (srcdir != nullptr) {
     return std::string(srcdir) + "/" + (ws ? ws : "hv") + "/" + path;
   }
+  // `bazel run` / a built binary: <binary>.runfiles/hv/...
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0)
+    return std::string(exe, static_cast<size_t>(n)) + ".runfiles/hv/" + path;
   return path;
 }
 
