@@ -165,6 +165,13 @@ TEST_P(KvmTest, ItsSelftestOneAndFourVcpus) {
   }
 }
 
+TEST_P(KvmTest, TripleFaultIsReportedAsACrash) {
+  const VmmExit exit = Boot("crash", 2);
+  EXPECT_EQ(exit.kind, VmmExit::Kind::kCrash);
+  EXPECT_NE(exit.message.find("triple fault"), std::string::npos)
+      << exit.message;
+}
+
 TEST_P(KvmTest, ExitCodeIsTheGuestsSystemOffArgument) {
   const VmmExit exit = Boot("exit-code", 1, 42);
   EXPECT_EQ(exit.kind, VmmExit::Kind::kPowerOff);
@@ -248,6 +255,11 @@ TEST_P(KvmTest, IrqLatencyProbeTakesGicSpis) {
   auto exit = vmm->WaitFor(10s);
   ASSERT_TRUE(exit.has_value());
   EXPECT_EQ(exit->exit_code, 0) << console_.text();
+  // Raising lines after the vCPU threads are gone is harmless.
+  EXPECT_TRUE(vmm->gic()->PulseSpi(IRQ_LAT_SPI).ok());
+  vmm->vcpu(0).irq_line().SetLevel(false);
+  vmm->vcpu(0).irq_line().SetLevel(true);
+  vmm->vcpu(0).Kick();
   // 21 SPIs were acknowledged through the CPU interface (irqfd ones read
   // 1023 and are not counted).
   EXPECT_NE(console_.text().find("21 GIC SPIs taken"), std::string::npos)
@@ -345,6 +357,12 @@ TEST_F(HvVmmBinaryTest, ExitCodeComesFromTheGuest) {
   EXPECT_EQ(r.exit_code, 42) << r.err;
   r = RunVmm({"--image=builtin:exit-code", "--guest_arg=7"});
   EXPECT_EQ(r.exit_code, 7) << r.err;
+}
+
+TEST_F(HvVmmBinaryTest, GuestCrashExits126) {
+  Result r = RunVmm({"--image=builtin:crash"});
+  EXPECT_EQ(r.exit_code, 126) << r.err;
+  EXPECT_NE(r.err.find("guest crashed"), std::string::npos) << r.err;
 }
 
 TEST_F(HvVmmBinaryTest, BadInputsFailCleanly) {

@@ -60,8 +60,19 @@ absl::Status IrqLatencyDriver::WaitFor(uint64_t gpa, uint64_t value) {
 }
 
 absl::StatusOr<uint64_t> IrqLatencyDriver::Sample(const RaiseFn& raise) {
+  return SampleImpl(raise, /*quit=*/false);
+}
+
+absl::StatusOr<uint64_t> IrqLatencyDriver::SampleImpl(const RaiseFn& raise,
+                                                      bool quit) {
   const uint64_t seq = seq_++;
   HV_RETURN_IF_ERROR(WaitFor(Field(offsetof(irq_lat_mailbox, ready_seq)), seq));
+  // Only now: the guest reads `quit` after the interrupt of the sample it
+  // is armed for, so setting it earlier could end the previous sample's loop.
+  if (quit) {
+    HV_RETURN_IF_ERROR(vmm_->memory().WriteObj<uint64_t>(
+        Field(offsetof(irq_lat_mailbox, quit)), 1));
+  }
   std::this_thread::sleep_for(kSettle);
   const uint64_t raise_tsc =
       static_cast<uint64_t>(static_cast<int64_t>(__rdtsc()) + tsc_offset_);
@@ -77,9 +88,7 @@ absl::StatusOr<uint64_t> IrqLatencyDriver::Sample(const RaiseFn& raise) {
 }
 
 absl::Status IrqLatencyDriver::Quit(const RaiseFn& raise) {
-  HV_RETURN_IF_ERROR(vmm_->memory().WriteObj<uint64_t>(
-      Field(offsetof(irq_lat_mailbox, quit)), 1));
-  return Sample(raise).status();
+  return SampleImpl(raise, /*quit=*/true).status();
 }
 
 Percentiles ComputePercentiles(std::vector<uint64_t> samples,

@@ -40,6 +40,7 @@ class IrqLatencyDriver {
   IrqLatencyDriver(Vmm* vmm, int64_t offset, uint64_t khz)
       : vmm_(vmm), tsc_offset_(offset), tsc_khz_(khz) {}
   absl::Status WaitFor(uint64_t field_gpa, uint64_t value);
+  absl::StatusOr<uint64_t> SampleImpl(const RaiseFn& raise, bool quit);
 
   Vmm* const vmm_;
   const int64_t tsc_offset_;

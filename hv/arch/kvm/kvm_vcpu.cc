@@ -85,6 +85,15 @@ absl::StatusOr<std::unique_ptr<Vcpu>> KvmVcpu::Create(KvmVm* vm,
   if (ioctl(v->fd_, kvm_abi::kSetCpuid2, buf.data()) < 0) {
     return Errno("KVM_SET_CPUID2", index);
   }
+  if (vm->config().irq_delivery == IrqDelivery::kLapic) {
+    // The LAPIC as KVM created it (ID = vCPU index, software-disabled);
+    // restored on every Reset() so a SYSTEM_RESET or a second CPU_ON starts
+    // from a clean LAPIC (no stale ISR/IRR bits).
+    v->pristine_lapic_ = std::make_unique<kvm_lapic_state>();
+    if (ioctl(v->fd_, KVM_GET_LAPIC, v->pristine_lapic_.get()) < 0) {
+      return Errno("KVM_GET_LAPIC", index);
+    }
+  }
   if (vm->tsc_khz() == 0) {
     const int khz = ioctl(v->fd_, KVM_GET_TSC_KHZ, 0);
     if (khz > 0) vm->set_tsc_khz(static_cast<uint64_t>(khz));
@@ -136,6 +145,10 @@ absl::Status KvmVcpu::Reset(const BootState& state) {
   if (ioctl(fd_, KVM_SET_REGS, &regs) < 0) {
     return Errno("KVM_SET_REGS", index_);
   }
+  if (pristine_lapic_ != nullptr &&
+      ioctl(fd_, KVM_SET_LAPIC, pristine_lapic_.get()) < 0) {
+    return Errno("KVM_SET_LAPIC", index_);
+  }
   if (vm_->config().irq_delivery == IrqDelivery::kLapic) {
     // Application processors start in "wait for SIPI" with an in-kernel
     // LAPIC; PSCI CPU_ON replaces INIT/SIPI, so make them runnable.
@@ -178,6 +191,16 @@ absl::StatusOr<VcpuExit> KvmVcpu::Run() {
     thread_ = pthread_self();
     has_thread_ = true;
   }
+  // Signals go only to a thread inside Run(): between Runs the kick_ flag
+  // and line_ are checked on entry, and a thread that has exited must never
+  // be signalled.
+  struct Leave {
+    KvmVcpu* self;
+    ~Leave() {
+      MutexLock lock(&self->mu_);
+      self->has_thread_ = false;
+    }
+  } leave{this};
   const bool inject = vm_->config().irq_delivery == IrqDelivery::kInject;
   VcpuExit exit;
   for (;;) {

@@ -72,8 +72,9 @@ class KvmVcpu : public Vcpu, private IrqLine {
   kvm_run* run_ = nullptr;
 
   enum class Pending { kNone, kPioIn, kMmioRead, kHypercall };
-  Pending pending_ = Pending::kNone;  // vCPU thread only
-  kvm_regs hypercall_regs_{};         // vCPU thread only
+  Pending pending_ = Pending::kNone;                 // vCPU thread only
+  kvm_regs hypercall_regs_{};                        // vCPU thread only
+  std::unique_ptr<kvm_lapic_state> pristine_lapic_;  // kLapic; immutable
 
   std::atomic<bool> line_{false};
   std::atomic<bool> kick_{false};

@@ -9,7 +9,8 @@
  * guest's IRQ entry takes the TSC first thing (kit_trap), acknowledges
  * through ICC_IAR1/EOIR1 (1023 for the irqfd path) and the LAPIC, and stores
  * samples[seq] = entry TSC - raise_tsc, then done_seq = seq + 1. Setting quit
- * before raising makes the guest power off (exit 0) after that interrupt. */
+ * after ready_seq = seq and before raising makes the guest power off (exit 0)
+ * after that interrupt. */
 #ifndef HV_GUEST_PROGRAMS_IRQ_LATENCY_H_
 #define HV_GUEST_PROGRAMS_IRQ_LATENCY_H_
 
