@@ -169,7 +169,11 @@ int RunVmmControl(int argc, char** argv) {
     for (;;) {
       pb::VmmCommand c;
       auto rr = RecvRecord(fd, &c, nullptr);
-      if (!rr.ok()) continue;                 // malformed record: ignore it
+      if (!rr.ok() &&
+          rr.status().code() == absl::StatusCode::kInvalidArgument) {
+        continue;  // a malformed record was consumed: ignore it
+      }
+      if (!rr.ok()) break;                    // socket error: like EOF
       if (*rr != RecvResult::kRecord) break;  // EOF: hvd is gone
       (void)Failpoint("vmm.command");
       if (c.has_stop()) break;

@@ -365,7 +365,10 @@ void VmManager::DrainControl(VmEntry& e) {
   while (e.ctl >= 0) {
     vmm::v1::VmmEvent ev;
     absl::StatusOr<RecvResult> r = RecvRecord(e.ctl, &ev, nullptr, true);
-    if (!r.ok()) continue;  // malformed record from the VMM: dropped
+    if (!r.ok() && r.status().code() == absl::StatusCode::kInvalidArgument) {
+      continue;  // a malformed record from the VMM was consumed: dropped
+    }
+    if (!r.ok()) r = RecvResult::kEof;  // socket error: treat as EOF
     if (*r == RecvResult::kRecord) {
       HandleEvent(e, ev);
       continue;
