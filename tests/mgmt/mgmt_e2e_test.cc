@@ -531,6 +531,26 @@ TEST_F(MgmtTest, ErrorFailpointsLeaveNoPartialState) {
   EXPECT_THAT(vm.last_exit_reason(), HasSubstr("failpoint vmm.boot"));
 }
 
+// kill -9 of a VMM exactly while it processes a command (the vmm.command
+// failpoint, inherited through the environment): a graceful stop returns the
+// VM as crashed, hvd's fds return to baseline, and the VM starts again.
+TEST_F(MgmtTest, VmmKilledWhileProcessingStop) {
+  REQUIRE_KVM();
+  auto h = Launch("vmm.command=abort");
+  ASSERT_TRUE(Create(*h, "v", "builtin:idle").ok());
+  const int baseline_fds = h->OpenFds();
+  for (int i = 0; i < 3; ++i) {
+    v1::Vm vm;
+    ASSERT_TRUE(Start(*h, "v", &vm).ok());
+    ASSERT_EQ(vm.state(), v1::VM_STATE_RUNNING);
+    ASSERT_TRUE(Stop(*h, "v", /*force=*/false, &vm).ok());
+    EXPECT_EQ(vm.state(), v1::VM_STATE_CRASHED);
+    EXPECT_EQ(vm.last_exit_reason(), "vmm killed by signal 9");
+    EXPECT_EQ(h->OpenFds(), baseline_fds);
+    EXPECT_TRUE(VmmProcesses(h->state_dir()).empty());
+  }
+}
+
 // hvctl: tables, --json, exit codes from the gRPC status, --help per verb.
 TEST_F(MgmtTest, HvctlVerbsAndExitCodes) {
   REQUIRE_KVM();
