@@ -461,6 +461,53 @@ TEST_F(MgmtTest, KillNineOfHvdMidCreate) {
   }
 }
 
+// kill -9 of hvd inside DeleteVm and LoadImage transactions: after a
+// restart the VM and its image are exactly as before the call.
+TEST_F(MgmtTest, KillNineOfHvdMidDeleteAndLoadImage) {
+  REQUIRE_KVM();
+  {
+    auto h = Launch();
+    ASSERT_TRUE(Create(*h, "keep", "builtin:idle").ok());
+    h->Term();
+    h->Wait(milliseconds(5000));
+  }
+  for (const char* fp : {"delete.before_commit", "sqlite.commit"}) {
+    {
+      auto h = Launch(std::string(fp) + "=abort");
+      EXPECT_EQ(Delete(*h, "keep").error_code(), grpc::StatusCode::UNAVAILABLE)
+          << fp;
+      ASSERT_TRUE(WIFSIGNALED(h->Wait(milliseconds(5000)))) << fp;
+    }
+    auto h = Launch();
+    v1::Vm vm;
+    ASSERT_TRUE(Get(*h, "keep", &vm).ok()) << fp;
+    EXPECT_EQ(vm.image(), "builtin:idle");
+    h->Term();
+    h->Wait(milliseconds(5000));
+  }
+  {
+    auto h = Launch("sqlite.commit=abort");
+    v1::LoadImageRequest req;
+    req.set_vm("keep");
+    req.set_builtin("hello");
+    grpc::ClientContext ctx;
+    v1::Image im;
+    EXPECT_EQ(h->images()->LoadImage(&ctx, req, &im).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+    ASSERT_TRUE(WIFSIGNALED(h->Wait(milliseconds(5000))));
+  }
+  auto h = Launch();
+  v1::Vm vm;
+  ASSERT_TRUE(Get(*h, "keep", &vm).ok());
+  EXPECT_EQ(vm.image(), "builtin:idle");  // the load is fully absent
+  grpc::ClientContext ctx;
+  v1::ListImagesResponse images;
+  ASSERT_TRUE(
+      h->images()->ListImages(&ctx, v1::ListImagesRequest(), &images).ok());
+  EXPECT_EQ(images.images_size(), 0);
+  EXPECT_TRUE(Delete(*h, "keep").ok());
+}
+
 // kill -9 of hvd mid-start (after the VMM was spawned) and with VMs
 // running: the VMMs exit on their own (EOF on the control socket), a
 // restarted hvd shows them stopped, and they start again.
