@@ -147,6 +147,41 @@ TEST_F(MgmtTest, SocketIsPrivateAndHealthServes) {
   EXPECT_NE(access(h->socket().c_str(), F_OK), 0);
 }
 
+// TCP is opt-in and bound to loopback only.
+TEST_F(MgmtTest, LoopbackTcpOnlyWhenAsked) {
+  const int port = 20000 + static_cast<int>(getpid() % 20000);
+  auto h = Launch("", {"--listen_tcp=" + std::to_string(port)});
+  auto ch = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                grpc::InsecureChannelCredentials());
+  auto stub = v1::VmService::NewStub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(5000));
+  v1::ListVmsResponse resp;
+  EXPECT_TRUE(stub->ListVms(&ctx, v1::ListVmsRequest(), &resp).ok());
+  // Bound to 127.0.0.1, not the wildcard address.
+  // IPv4, or gRPC's dual-stack socket bound to the v4-mapped address.
+  char want[32], any[32];
+  std::snprintf(want, sizeof(want), "0100007F:%04X", port);
+  std::snprintf(any, sizeof(any), "00000000:%04X", port);
+  bool found = false;
+  for (const char* file : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream tcp(file);
+    std::string line;
+    while (std::getline(tcp, line)) {
+      if (line.find(want) != std::string::npos) found = true;
+      EXPECT_EQ(line.find(any), std::string::npos) << line;
+    }
+  }
+  EXPECT_TRUE(found);
+  // Without the flag nothing listens on TCP.
+  h->Term();
+  h->Wait(milliseconds(5000));
+  h = Launch();
+  grpc::ClientContext ctx2;
+  ctx2.set_deadline(std::chrono::system_clock::now() + milliseconds(500));
+  EXPECT_FALSE(stub->ListVms(&ctx2, v1::ListVmsRequest(), &resp).ok());
+}
+
 TEST_F(MgmtTest, LifecycleAndConsoleStreaming) {
   REQUIRE_KVM();
   auto h = Launch();
