@@ -20,6 +20,7 @@
 
 #include "absl/strings/numbers.h"
 #include "hv/arch/kvm/kvm_vm.h"
+#include "hv/control/vmm_control.h"
 #include "hv/guest/builtin_images.h"
 #include "hv/vmm/vmm.h"
 
@@ -67,6 +68,11 @@ bool ParseU64(std::string_view flag, std::string_view text, uint64_t* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Spawned by hvd: the control-socket mode (hv/control/vmm_control.h).
+  if (argc >= 2 &&
+      std::string_view(argv[1]).rfind(hv::control::kControlFdFlag, 0) == 0) {
+    return hv::control::RunVmmControl(argc, argv);
+  }
   std::string image_arg;
   uint64_t vcpus = 1, memory_mib = 64, guest_arg = 0;
   hv::arch::VmConfig vm_config;
