@@ -48,7 +48,7 @@ INSTANTIATE_TEST_SUITE_P(Its, ScenarioTest,
                                            "its-migration",
                                            "its-migrate-unmapped-collection",
                                            "its-pending-migration",
-                                           "guest-style"),
+                                           "guest-style", "linux-probe"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {
