@@ -48,7 +48,8 @@ INSTANTIATE_TEST_SUITE_P(Its, ScenarioTest,
                                            "its-migration",
                                            "its-migrate-unmapped-collection",
                                            "its-pending-migration",
-                                           "guest-style", "linux-probe"),
+                                           "guest-style", "linux-probe",
+                                           "its-stall-recovery"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {
