@@ -229,6 +229,18 @@ TEST_F(ItsTest, MovallMovesPendingOfItsLpis) {
   EXPECT_EQ(sink_.PendingCount(1), 0);
 }
 
+TEST_F(ItsTest, MovallMovesPendingOfLpisTheItsDoesNotMap) {
+  // §5.3 MOVALL: every pending LPI of RDbase1 moves, not only those this ITS
+  // translates (e.g. loaded from the pending table when LPIs were enabled).
+  h_.Enable();
+  MapBasic();
+  ASSERT_TRUE(sink_.SetPending(1, kLpi + 100));
+  h_.Send({cmd::Movall(1, 2)});
+  EXPECT_EQ(h_.LastError(), 0u);
+  EXPECT_TRUE(sink_.IsPending(2, kLpi + 100));
+  EXPECT_EQ(sink_.PendingCount(1), 0);
+}
+
 TEST_F(ItsTest, IntOnDisabledLpiLatchesPending) {
   h_.Enable();
   MapBasic();
