@@ -46,6 +46,14 @@ class FakeLpiSink : public LpiSink {
     move_calls.fetch_add(1, std::memory_order_relaxed);
     if (ClearPending(from, intid)) SetPending(to, intid);
   }
+  void MoveAllPending(uint32_t from, uint32_t to) override {
+    move_all_calls.fetch_add(1, std::memory_order_relaxed);
+    if (from == to || from >= num_vcpus_ || to >= num_vcpus_) return;
+    for (size_t w = 0; w < words_; ++w) {
+      const uint64_t bits = pending_[from * words_ + w].exchange(0);
+      if (bits != 0) pending_[to * words_ + w].fetch_or(bits);
+    }
+  }
   bool IsPending(uint32_t vcpu, uint32_t intid) const override {
     const uint64_t bit = uint64_t{1} << (intid % 64);
     return Word(vcpu, intid).load() & bit;
@@ -81,6 +89,7 @@ class FakeLpiSink : public LpiSink {
   std::atomic<bool> config_table_ready{true};
   std::atomic<uint64_t> set_calls{0};
   std::atomic<uint64_t> move_calls{0};
+  std::atomic<uint64_t> move_all_calls{0};
   mutable std::atomic<uint64_t> read_config_calls{0};
   std::atomic<uint64_t> invalidate_all_calls{0};
   std::atomic<uint32_t> last_invalidate_all_vcpu{0};

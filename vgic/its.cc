@@ -651,16 +651,10 @@ Error Its::RunLocked(const Command& c, bool apply, Prepared& prep,
                      });
       if (!apply) return Error::kNone;
       if (rd1 == rd2) return Error::kNone;
-      // The LPIs this ITS maps to RDbase1 (the LpiSink offers no enumeration
-      // of other sources' LPIs).
-      for (auto& [d, dev] : devices_) {
-        for (auto& [e, ite] : dev.ites) {
-          if (CollectionTargetLocked(ite.icid) == rd1) {
-            sink_->MovePending(static_cast<uint32_t>(rd1),
-                               static_cast<uint32_t>(rd2), ite.intid);
-          }
-        }
-      }
+      // Every pending LPI of RDbase1 moves, whatever made it pending (§5.3,
+      // MOVALL), not only those this ITS translates.
+      sink_->MoveAllPending(static_cast<uint32_t>(rd1),
+                            static_cast<uint32_t>(rd2));
       InvalidateVcpuLocked(static_cast<uint32_t>(rd1));
       ++generation_;
       return Error::kNone;

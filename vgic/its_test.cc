@@ -229,6 +229,42 @@ TEST_F(ItsTest, MovallMovesPendingOfItsLpis) {
   EXPECT_EQ(sink_.PendingCount(1), 0);
 }
 
+TEST_F(ItsTest, MovallMovesPendingOfLpisTheItsDoesNotMap) {
+  // §5.3 MOVALL: every pending LPI of RDbase1 moves, not only those this ITS
+  // translates (e.g. loaded from the pending table when LPIs were enabled).
+  h_.Enable();
+  MapBasic();
+  ASSERT_TRUE(sink_.SetPending(1, kLpi + 100));
+  h_.Send({cmd::Movall(1, 2)});
+  EXPECT_EQ(h_.LastError(), 0u);
+  EXPECT_TRUE(sink_.IsPending(2, kLpi + 100));
+  EXPECT_EQ(sink_.PendingCount(1), 0);
+}
+
+// The LpiSink default MoveAllPending (for sinks without a bitmap walk) moves
+// the same set as an override.
+TEST(LpiSinkDefaultTest, MoveAllPendingWalksTheLpiRange) {
+  class PerBitSink : public FakeLpiSink {
+   public:
+    using FakeLpiSink::FakeLpiSink;
+    void MoveAllPending(uint32_t from, uint32_t to) override {
+      LpiSink::MoveAllPending(from, to);  // the default
+    }
+  };
+  PerBitSink sink(3, 14);
+  ASSERT_TRUE(sink.SetPending(0, kLpi));
+  ASSERT_TRUE(sink.SetPending(0, (1u << 14) - 1));
+  ASSERT_TRUE(sink.SetPending(2, kLpi + 5));
+  sink.MoveAllPending(0, 1);
+  EXPECT_EQ(sink.PendingCount(0), 0);
+  EXPECT_TRUE(sink.IsPending(1, kLpi));
+  EXPECT_TRUE(sink.IsPending(1, (1u << 14) - 1));
+  EXPECT_EQ(sink.PendingCount(1), 2);
+  EXPECT_EQ(sink.PendingCount(2), 1);
+  sink.MoveAllPending(1, 3);  // out of range: no-op
+  EXPECT_EQ(sink.PendingCount(1), 2);
+}
+
 TEST_F(ItsTest, IntOnDisabledLpiLatchesPending) {
   h_.Enable();
   MapBasic();

@@ -223,6 +223,42 @@ void Vgic::MovePending(uint32_t from_vcpu, uint32_t to_vcpu, uint32_t intid) {
   if (ClearPending(from_vcpu, intid)) SetPending(to_vcpu, intid);
 }
 
+void Vgic::MoveAllPending(uint32_t from_vcpu, uint32_t to_vcpu) {
+  if (from_vcpu == to_vcpu || from_vcpu >= num_vcpus_ ||
+      to_vcpu >= num_vcpus_) {
+    return;
+  }
+  // Walk the summary of the source bitmap; each set LPI bit is taken with an
+  // atomic clear (so a concurrent acknowledge or ClearPending wins or loses
+  // cleanly) and pended on the target like SetPending (which re-checks the
+  // target's EnableLPIs and range under its lock).
+  std::atomic<uint64_t>* bm = vcpus_[from_vcpu]->pending;
+  const uint32_t nwords = lpi_words();
+  bool moved = false;
+  for (uint32_t sw = kFirstLpiWord / 64; sw * 64 < nwords; ++sw) {
+    uint64_t summary = bm[sw].load();
+    while (summary != 0) {
+      const uint32_t k =
+          sw * 64 + static_cast<uint32_t>(std::countr_zero(summary));
+      summary &= summary - 1;
+      if (k < kFirstLpiWord || k >= nwords) continue;
+      uint64_t w = bm[k].exchange(0);
+      while (w != 0) {
+        const uint32_t intid =
+            k * 64 + static_cast<uint32_t>(std::countr_zero(w));
+        w &= w - 1;
+        SetPending(to_vcpu, intid);
+        moved = true;
+      }
+    }
+  }
+  if (moved) {
+    VcpuState& vc = *vcpus_[from_vcpu];
+    hv::SpinLockHolder l(&vc.lock);
+    UpdateLineLocked(vc, from_vcpu);
+  }
+}
+
 bool Vgic::IsPending(uint32_t vcpu, uint32_t intid) const {
   if (vcpu >= num_vcpus_ || intid < kFirstLpi ||
       intid >= (1u << lpi_id_bits_)) {

@@ -43,6 +43,22 @@ class LpiSink {
   virtual void MovePending(uint32_t from_vcpu, uint32_t to_vcpu,
                            uint32_t intid) = 0;
   virtual bool IsPending(uint32_t vcpu, uint32_t intid) const = 0;
+  // Moves every pending LPI of `from_vcpu` to `to_vcpu` (MOVALL, IHI 0069
+  // §5.3: all of RDbase1's pending LPIs, whatever made them pending). Called
+  // under the ITS spinlock: non-sleeping, guest-memory free. The default
+  // walks the LPI range with IsPending/MovePending; sinks with a bitmap
+  // override it.
+  virtual void MoveAllPending(uint32_t from_vcpu, uint32_t to_vcpu) {
+    if (from_vcpu == to_vcpu || from_vcpu >= num_vcpus() ||
+        to_vcpu >= num_vcpus()) {
+      return;
+    }
+    const uint64_t end = uint64_t{1} << id_bits();
+    for (uint64_t intid = kFirstLpi; intid < end; ++intid) {
+      const uint32_t i = static_cast<uint32_t>(intid);
+      if (IsPending(from_vcpu, i)) MovePending(from_vcpu, to_vcpu, i);
+    }
+  }
 
   // Reads the guest's configuration byte of `intid` from the LPI
   // configuration table (PROPBASER of `vcpu`'s redistributor). Guest memory

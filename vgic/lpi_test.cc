@@ -238,6 +238,36 @@ TEST_F(LpiTest, MoveAndClearPending) {
   EXPECT_EQ(Ack(2), kSpuriousIntid);
 }
 
+// MOVALL (IHI 0069 §5.3, MOVALL) moves *every* pending LPI of RDbase1,
+// whatever made it pending (an ITS, the pending table scanned at enable).
+TEST_F(LpiTest, MoveAllPendingMovesEveryLpi) {
+  SetConfig(8800, 0x81);
+  SetConfig(9000, 0x41);
+  SetConfig(8192 + 64 * 7 + 63, 0x21);  // last bit of a word
+  EnableLpis(0);
+  EnableLpis(2);
+  EXPECT_TRUE(gic_->SetPending(0, 8800));
+  EXPECT_TRUE(gic_->SetPending(0, 9000));
+  EXPECT_TRUE(gic_->SetPending(0, 8192 + 64 * 7 + 63));
+  EXPECT_TRUE(gic_->SetPending(2, 8800));  // already pending on 2: coalesces
+  EXPECT_TRUE(lines_[0].load());
+  gic_->MoveAllPending(0, 2);
+  EXPECT_FALSE(lines_[0].load());
+  EXPECT_TRUE(lines_[2].load());
+  EXPECT_FALSE(gic_->IsPending(0, 8800));
+  EXPECT_FALSE(gic_->IsPending(0, 9000));
+  EXPECT_EQ(Ack(0), kSpuriousIntid);
+  EXPECT_EQ(Ack(2), 8192u + 64 * 7 + 63);  // priority 0x20
+  Eoi(2, 8192 + 64 * 7 + 63);
+  EXPECT_EQ(Ack(2), 9000u);  // 0x40
+  Eoi(2, 9000);
+  EXPECT_EQ(Ack(2), 8800u);  // 0x80, once
+  Eoi(2, 8800);
+  EXPECT_EQ(Ack(2), kSpuriousIntid);
+  gic_->MoveAllPending(0, 0);  // same vCPU / out of range: no-op
+  gic_->MoveAllPending(0, 99);
+}
+
 TEST_F(LpiTest, LpisAreGatedByCpuInterfaceAndDistributorEnables) {
   SetConfig(8800, 0x81);
   EnableLpis(0);

@@ -44,6 +44,9 @@ TEST_F(RegistersTest, DistributorResetValues) {
   EXPECT_EQ((typer >> kGicdTyperIdbitsShift) & 0x1f, 15u);
   EXPECT_EQ(Gicd(GicdReg::kIidr) & 0xfff, 0x43bu);
   EXPECT_EQ((Gicd(GicdReg::kPidr2) >> 4) & 0xf, 3u);
+  // PIDR2 = 0x3b: ArchRev 3, JEDEC = 1, DES_1 = 3 (Arm's JEP106 code 0x3b),
+  // the value KVM and the ITS report (Linux and kvm-unit-tests read it).
+  EXPECT_EQ(Gicd(GicdReg::kPidr2), 0x3bu);
   EXPECT_EQ(Gicd(O(GicdReg::kIgroupr) + 4), 0xffffffffu);  // SPIs 32..63
   EXPECT_EQ(Gicd(O(GicdReg::kIsenabler) + 4), 0u);
   EXPECT_EQ(Gicd(O(GicdReg::kIspendr) + 4), 0u);
@@ -190,6 +193,7 @@ TEST_F(RegistersTest, RedistributorIdentityAndLayout) {
                    RdOff(v, static_cast<uint64_t>(GicrReg::kTyper) + 4), 4),
               typer >> 32);
     EXPECT_EQ((Gicr(v, GicrReg::kPidr2) >> 4) & 0xf, 3u);
+    EXPECT_EQ(Gicr(v, GicrReg::kPidr2), 0x3bu);
   }
   EXPECT_EQ(gic_->redistributor_region_size(), 4 * kRedistributorStride);
   // Beyond the last redistributor: rejected.

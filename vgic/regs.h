@@ -100,8 +100,11 @@ inline constexpr uint32_t kGicdTyperNo1N = 1u << 25;
 // Aff3 [39:32]. IRM is RES0 because GICD_TYPER.No1N == 1.
 inline constexpr uint64_t kIrouterAffMask = 0x000000ff00ffffffull;
 
-// ArchRev in PIDR2 [7:4]: 0x3 = GICv3 (§12.1.13 / §12.9.27).
-inline constexpr uint32_t kPidr2ArchRevGicv3 = 0x3 << 4;
+// GICD_PIDR2 / GICR_PIDR2 (§12.1.13 / §12.9.27): ArchRev [7:4] = 0x3 (GICv3),
+// JEDEC [3] = 1 and DES_1 [2:0] = 3 (bits [6:4] of Arm's JEP106 code 0x3b):
+// 0x3b, the value KVM reports and the ITS's GITS_PIDR2.
+inline constexpr uint32_t kPidr2ArchRevGicv3 = (0x3 << 4) | (1u << 3) | 0x3;
+static_assert(kPidr2ArchRevGicv3 == 0x3b);
 
 // Implementer JEP106 code of Arm (0x43b) in IIDR [11:0]; ProductID [31:24]
 // 'h' identifies hv's model.

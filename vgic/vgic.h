@@ -189,6 +189,7 @@ class Vgic final : public LpiSink {
   void MovePending(uint32_t from_vcpu, uint32_t to_vcpu,
                    uint32_t intid) override;
   bool IsPending(uint32_t vcpu, uint32_t intid) const override;
+  void MoveAllPending(uint32_t from_vcpu, uint32_t to_vcpu) override;
   [[nodiscard]] absl::StatusOr<uint8_t> ReadConfigByte(
       uint32_t vcpu, uint32_t intid) const override;
   void ApplyConfigByte(uint32_t intid, uint8_t config) override;

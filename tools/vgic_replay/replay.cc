@@ -23,7 +23,11 @@ namespace {
 
 constexpr uint64_t kDefaultRamBase = 0;
 constexpr uint64_t kDefaultRamSize = 256ull << 20;
-constexpr uint64_t kMaxRamSize = 4ull << 30;  // keep replays cheap
+// Guest RAM is a sparse memfd (only touched pages cost memory), so recorded
+// guests with several GiB of RAM replay as-is. Addresses stay inside the
+// 52-bit physical address space the GIC's table registers can name.
+constexpr uint64_t kMaxRamSize = 64ull << 30;
+constexpr uint64_t kMaxGpa = 1ull << 52;
 constexpr uint32_t kNumSpis = 64;
 
 // Thrown-free error propagation: every statement returns a reason or "".
@@ -83,8 +87,9 @@ class Replayer {
       auto size = ParseNumber(t[2]);
       if (!base || !size) return "bad number";
       if (*size == 0 || *size > kMaxRamSize || *base % 4096 || *size % 4096 ||
-          *base + *size < *base) {
-        return "ram must be page aligned, non-empty, at most 4 GiB";
+          *base >= kMaxGpa || *size > kMaxGpa - *base) {
+        return "ram must be page aligned, non-empty, at most 64 GiB, below "
+               "2^52";
       }
       return Init(*base, *size, /*explicit_ram=*/true);
     }
