@@ -388,8 +388,11 @@ Error Its::Execute(const Command& c) {
 }
 
 absl::StatusOr<bool> Its::DeviceIdInTable(uint32_t device_id) const {
-  // Following KVM: a DeviceID is in range if it fits TYPER.Devbits and the
-  // device table (flat: its size; indirect: a valid level-1 entry).
+  // Following KVM (vgic_its_check_id): a DeviceID is in range if it fits
+  // TYPER.Devbits and the device table (flat: its size; indirect: a valid
+  // level-1 entry), and its table entry lies in guest RAM, so a device table
+  // placed outside RAM makes MAPD fail with E_ITS_MAPD_DEVICE_OOR instead of
+  // creating a mapping that save/restore could never write back.
   absl::StatusOr<uint64_t> gpa = DeviceEntryGpa(device_id);
   if (!gpa.ok()) {
     if (absl::IsOutOfRange(gpa.status()) ||
@@ -398,7 +401,7 @@ absl::StatusOr<bool> Its::DeviceIdInTable(uint32_t device_id) const {
     }
     return gpa.status();
   }
-  return true;
+  return mem_->Contains(*gpa, 8);
 }
 
 Error Its::ExecuteSimple(const Command& c, Prepared& prep) {

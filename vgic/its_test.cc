@@ -283,6 +283,24 @@ struct ErrorCase {
   Error expected;
 };
 
+// KVM's vgic_its_check_id: a DeviceID whose flat device-table entry is not
+// in guest RAM is out of range, so MAPD fails instead of mapping a device
+// whose DTE could never be saved.
+TEST(ItsDeviceTableTest, MapdWithDeviceTableOutsideRamIsOutOfRange) {
+  FakeLpiSink sink(4, 16);
+  ItsHarness h(&sink);
+  const uint64_t valid = uint64_t{1} << 63;
+  // Flat BASER0 one 64 KiB page beyond the end of the harness's RAM.
+  ASSERT_TRUE(h.W64(0x100, valid | ItsHarness::kRamSize).ok());
+  ASSERT_TRUE(h.W64(0x108, valid | ItsHarness::kCollTable).ok());
+  ASSERT_TRUE(h.W64(0x80, valid | ItsHarness::kCmdq).ok());
+  ASSERT_TRUE(h.W32(0x0, 1).ok());
+  h.Send(cmd::Mapd(1, 5, ItsHarness::Itt(1), true));
+  EXPECT_EQ(h.LastError(), ErrorCode(Error::kMapdDeviceOor));
+  h.Send({cmd::Mapc(0, 1, true), cmd::Mapti(1, 0, kLpi, 0)});
+  EXPECT_EQ(h.LastError(), ErrorCode(Error::kMaptiUnmappedDevice));
+}
+
 TEST_F(ItsTest, EveryErrorCode) {
   // Device table: 1 flat 64 KiB page = 8192 DTEs; collection table 8192.
   const std::vector<ErrorCase> cases = {
