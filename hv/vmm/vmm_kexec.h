@@ -70,6 +70,13 @@ class VmmKexec : public loader::VcpuStopper, public loader::VcpuRegisterSource {
   absl::Status StopAllExcept(size_t keep) override;
   absl::StatusOr<loader::X86VcpuState> CaptureState(size_t vcpu) override;
 
+  // The current loader (replaced by Reload, i.e. at SYSTEM_RESET): for the
+  // control plane's load/unload and for tests racing a load with a crash.
+  loader::KexecLoader& loader() { return *loader_; }
+  const loader::Image* crash_image() const {
+    return crash_image_ ? &*crash_image_ : nullptr;
+  }
+
   // Test/bench seam: called by StopAllExcept after every other vCPU is
   // parked (the moment the old memory is final). Set before Start().
   void SetStoppedHook(std::function<void()> hook) {
