@@ -81,8 +81,8 @@ std::string HostRegionSum(GuestMemory& mem, int r) {
       mem.Read(kdump_regions[r].base, buf.data(), kdump_regions[r].size).ok());
   char hex[17];
   snprintf(hex, sizeof(hex), "%016lx",
-           static_cast<unsigned long>(kdump_checksum(buf.data(),
-                                                     kdump_regions[r].size)));
+           static_cast<unsigned long>(
+               kdump_checksum(buf.data(), kdump_regions[r].size)));
   return hex;
 }
 
@@ -261,8 +261,8 @@ TEST_F(KexecKvmTest, ApiTriggerCrashWithoutImageEntersCrashedState) {
 }
 
 TEST_F(KexecKvmTest, GuestKexecRunsTheSecondImage) {
-  for (uint32_t vcpus : {1u, 2u}) {
-    auto vmm = Make("kexec", vcpus, /*crash_image=*/true);
+  {  // 2 vCPUs: the program also checks the "other vCPUs on" refusal
+    auto vmm = Make("kexec", 2, /*crash_image=*/true);
     ASSERT_NE(vmm, nullptr);
     const VmmExit exit = Run(*vmm);
     const std::string text = console_.text();

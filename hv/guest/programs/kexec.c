@@ -11,10 +11,10 @@
 #include "hv/guest/kit/kit.h"
 
 #define PAGE 4096ull
-#define STAGING 0x2000000ull /* the second image's pages (sources) */
-#define LIST 0x2800000ull    /* indirection pages */
-#define SWAP_X 0x2400000ull
-#define SWAP_Y 0x2401000ull
+#define STAGING 0x300000ull /* the second image's pages (sources) */
+#define LIST 0x4a0000ull    /* indirection pages */
+#define SWAP_X 0x480000ull
+#define SWAP_Y 0x481000ull
 #define MARKER (HV_VIRT_GUEST_SCRATCH + 0x2000)
 #define MARKER_VALUE 0x434558454b564821ull
 #define PER_PAGE 100 /* entries per indirection page before chaining */
