@@ -191,6 +191,25 @@ TEST_F(KexecKvmTest, PanicSwitchesToKdumpWhichSeesTheOldMemory) {
   }
 }
 
+TEST_F(KexecKvmTest, SimultaneousPanicsSwitchOnce) {
+  auto vmm = Make("panic", 4, /*crash_image=*/true, /*guest_arg=*/2);
+  ASSERT_NE(vmm, nullptr);
+  const VmmExit exit = Run(*vmm);
+  const std::string text = console_.text();
+  ASSERT_EQ(exit.kind, VmmExit::Kind::kPowerOff) << exit.message << text;
+  EXPECT_EQ(exit.exit_code, KDUMP_EXIT_OK) << text;
+  EXPECT_EQ(vmm->crash_switches(), 1u);
+  size_t switches = 0;
+  for (size_t at = 0; (at = text.find("switching to the crash image", at)) !=
+                      std::string::npos;
+       ++at) {
+    ++switches;
+  }
+  EXPECT_EQ(switches, 1u) << text;
+  EXPECT_NE(text.find("4 vCPU notes"), std::string::npos) << text;
+  ExpectKdumpSumsMatch();
+}
+
 TEST_F(KexecKvmTest, TripleFaultSwitchesToKdump) {
   auto vmm = Make("panic", 1, /*crash_image=*/true, /*guest_arg=*/1);
   ASSERT_NE(vmm, nullptr);

@@ -1,6 +1,7 @@
 /* panic: fills the kdump_abi.h regions with a pseudo-random pattern, prints
  * their checksums, then panics through HV_CALL_PANIC. user_arg selects how
- * it dies: 0 = panic hypercall, 1 = triple fault (empty IDT + ud2).
+ * it dies: 0 = panic hypercall, 1 = triple fault (empty IDT + ud2),
+ * 2 = every vCPU calls HV_CALL_PANIC at once (exactly one may win).
  * With more than one vCPU, the secondaries spin in guest code first, so the
  * VMM has to stop running vCPUs. Without a crash image the VM crashes
  * (hv-vmm exit 126); with kdump loaded, kdump prints the same checksums. */
@@ -8,10 +9,12 @@
 #include "hv/guest/programs/kdump_abi.h"
 
 static volatile int spinning[HV_VIRT_MAX_VCPUS];
+static volatile int all_panic;
 
 static void spin(unsigned cpu) {
   spinning[cpu] = 1;
-  for (;;) kit_pause();
+  while (!all_panic) kit_pause();
+  kit_panic(0xd00 + cpu);
 }
 
 int kit_main(void) {
@@ -46,5 +49,6 @@ int kit_main(void) {
   }
   kit_printf("panic: calling HV_CALL_PANIC\n");
   mb->panic_tsc = kit_rdtsc();
+  if (kit_info.user_arg == 2) all_panic = 1;
   kit_panic(0xdead);
 }
