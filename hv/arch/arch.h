@@ -25,9 +25,22 @@ struct BootState {
   uint64_t rsp = 0;
   uint64_t rdi = 0;  // first argument (SysV): context / platform info
   uint64_t rsi = 0;  // second argument: vCPU index
+  uint64_t rdx = 0;  // third argument (crash image: ELF core header GPA)
+  uint64_t rcx = 0;  // fourth argument (crash image: core header size)
   uint64_t cr3 = 0;
   uint64_t gdt_base = 0;
   uint16_t gdt_limit = 0;
+};
+
+// Architectural register state read back from a stopped vCPU (KVM_GET_REGS
+// + KVM_GET_SREGS), e.g. for the crash image's per-vCPU notes.
+struct CpuRegisters {
+  uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, rsp;
+  uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+  uint64_t rip, rflags;
+  uint16_t cs, ss, ds, es, fs, gs;
+  uint64_t fs_base, gs_base;
+  uint64_t cr0, cr2, cr3, cr4, efer;
 };
 
 struct VcpuExit {
@@ -75,6 +88,12 @@ class Vcpu {
   // immediately.
   virtual void Kick() = 0;
   virtual IrqLine& irq_line() = 0;
+  // Reads the register state. Only from the vCPU's own thread between
+  // Run() calls, or from another thread while the vCPU's thread is parked
+  // outside Run() (a KVM vCPU ioctl blocks while KVM_RUN is in progress).
+  [[nodiscard]] virtual absl::StatusOr<CpuRegisters> GetRegisters() {
+    return absl::UnimplementedError("register read-out not supported");
+  }
 };
 
 // How the GIC line reaches an x86 vCPU (docs/hv-core.md has the numbers).

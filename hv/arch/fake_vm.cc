@@ -63,6 +63,25 @@ absl::Status FakeVcpu::Reset(const BootState& state) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<CpuRegisters> FakeVcpu::GetRegisters() {
+  MutexLock lock(&mu_);
+  CpuRegisters r{};
+  if (!resets_.empty()) {
+    const BootState& b = resets_.back();
+    r.rip = b.rip;
+    r.rsp = b.rsp;
+    r.rdi = b.rdi;
+    r.rsi = b.rsi;
+    r.rdx = b.rdx;
+    r.rcx = b.rcx;
+    r.cr3 = b.cr3;
+    r.cr0 = 0x80050033;  // PE|MP|ET|NE|WP|AM|PG
+    r.efer = 0x500;      // LME|LMA
+  }
+  r.rflags = 0x2;
+  return r;
+}
+
 absl::StatusOr<VcpuExit> FakeVcpu::Run() {
   MutexLock lock(&mu_);
   ++runs_;

@@ -48,6 +48,8 @@ class FakeVcpu : public Vcpu, private IrqLine {
   absl::Status CompleteHypercall(uint64_t result) override;
   void Kick() override;
   IrqLine& irq_line() override { return *this; }
+  // The last Reset()'s rip/rsp/rdi/rsi/rdx/rcx/cr3 (long mode), or zeros.
+  absl::StatusOr<CpuRegisters> GetRegisters() override;
 
  private:
   void SetLevel(bool high) override;

@@ -24,15 +24,22 @@ absl::StatusOr<BootState> BuildBootTables(GuestMemory& memory) {
   HV_RETURN_IF_ERROR(memory.WriteObj<uint16_t>(tss_base + 0x66, kTssLimit + 1));
 
   // PML4[0] → PDPT; PDPT[0..3] → 4 PDs of 512 × 2 MiB = 4 GiB identity.
+  // Accessed (and, in the 2 MiB leaves, dirty) are preset: the processor
+  // writes a paging entry only to set a clear A/D flag (SDM Vol. 3A §4.8),
+  // so with them set the tables are never written by the CPU — a crash
+  // image running on them leaves memory outside its region untouched.
   HV_RETURN_IF_ERROR(memory.WriteObj<uint64_t>(
-      HV_VIRT_BOOT_PML4, HV_VIRT_BOOT_PDPT | kPtePresent | kPteWrite));
+      HV_VIRT_BOOT_PML4,
+      HV_VIRT_BOOT_PDPT | kPtePresent | kPteWrite | kPteAccessed));
   for (uint64_t i = 0; i < 4; ++i) {
     const uint64_t pd = HV_VIRT_BOOT_PD + i * GuestMemory::kPageSize;
-    HV_RETURN_IF_ERROR(memory.WriteObj<uint64_t>(HV_VIRT_BOOT_PDPT + i * 8,
-                                                 pd | kPtePresent | kPteWrite));
+    HV_RETURN_IF_ERROR(
+        memory.WriteObj<uint64_t>(HV_VIRT_BOOT_PDPT + i * 8,
+                                  pd | kPtePresent | kPteWrite | kPteAccessed));
     for (uint64_t j = 0; j < 512; ++j) {
       const uint64_t addr = (i << 30) | (j << 21);
-      uint64_t pde = addr | kPtePresent | kPteWrite | kPtePageSize;
+      uint64_t pde = addr | kPtePresent | kPteWrite | kPteAccessed | kPteDirty |
+                     kPtePageSize;
       if (addr >= HV_VIRT_RAM_MAX) pde |= kPtePcd | kPtePwt;
       HV_RETURN_IF_ERROR(memory.WriteObj<uint64_t>(pd + j * 8, pde));
     }

@@ -32,6 +32,8 @@ inline constexpr uint64_t kPtePresent = 1ull << 0;
 inline constexpr uint64_t kPteWrite = 1ull << 1;
 inline constexpr uint64_t kPtePwt = 1ull << 3;
 inline constexpr uint64_t kPtePcd = 1ull << 4;
+inline constexpr uint64_t kPteAccessed = 1ull << 5;
+inline constexpr uint64_t kPteDirty = 1ull << 6;
 inline constexpr uint64_t kPtePageSize = 1ull << 7;
 
 // Control-register bits used for the long-mode entry state.

@@ -34,6 +34,8 @@ TEST(X86BootTest, IdentityMapsLow4GiB) {
         HV_VIRT_GICD_BASE + 0x10, HV_VIRT_LAPIC_BASE + 0xb0, 0xffffffffull}) {
     EXPECT_EQ(Translate(**mem, state->cr3, va, &flags), va);
     EXPECT_TRUE(flags & kPteWrite);
+    // Preset A/D: the CPU never writes the tables (crash images, kexec).
+    EXPECT_EQ(flags & (kPteAccessed | kPteDirty), kPteAccessed | kPteDirty);
     EXPECT_EQ((flags & kPtePcd) != 0, va >= HV_VIRT_RAM_MAX) << va;
   }
 }

@@ -46,13 +46,17 @@ _CFLAGS = " ".join([
     "-I.",
 ])
 
-def guest_image(name, srcs, **kwargs):
-    """An ELF image `<name>.elf` from program sources plus the guest kit."""
+def guest_image(name, srcs, link_base = "0x100000", **kwargs):
+    """An ELF image `<name>.elf` from program sources plus the guest kit.
+
+    link_base: the address the image is linked (and loaded) at.
+    """
     native.genrule(
         name = name,
         srcs = srcs + _KIT_SRCS + _KIT_HDRS + [_LDS],
         outs = [name + ".elf"],
-        cmd = ("/usr/bin/gcc " + _CFLAGS + " -T $(location " + _LDS + ") " +
+        cmd = ("/usr/bin/gcc " + _CFLAGS + " -Wl,--defsym=KIT_LINK_BASE=" + link_base +
+               " -T $(location " + _LDS + ") " +
                " ".join(["$(location %s)" % s for s in srcs + _KIT_SRCS
                          if not s.endswith(".h")]) +
                " -o $@"),

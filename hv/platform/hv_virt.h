@@ -54,6 +54,29 @@
 #define PSCI_SYSTEM_OFF 0x84000008u    /* hv extension: arg1 = exit code */
 #define PSCI_SYSTEM_RESET 0x84000009u
 
+/* hv vendor-specific hypervisor calls (SMCCC function ID, owning entity 6
+ * "vendor specific hypervisor service", fast SMC64), docs/kexec.md:
+ *   HV_CALL_PANIC (arg1 = panic code): the guest panicked. Runs crash_kexec:
+ *     with a crash image loaded the VM switches to it (the call does not
+ *     return); without one the VM enters the crashed state.
+ *   HV_CALL_KEXEC (arg1 = entry-list head, arg2 = new entry): guest kexec
+ *     (kexec.c entry list, IND_* flags below). Every other vCPU must be off
+ *     (CPU_OFF), as kernel_kexec() stops the other CPUs first. On success
+ *     the call does not return: vCPU 0 restarts at the new entry with
+ *     rdi = platform info, rsi = 0. Errors: INVALID_PARAMETERS (malformed
+ *     list, cycle, limits), INVALID_ADDRESS (a page or the entry outside
+ *     RAM), DENIED (destination in the crash region or VMM area, other
+ *     vCPUs still on, the VM crashed), HV_RET_BUSY (a load holds the kexec
+ *     lock; retry).
+ * A crash image starts like any image (rdi = platform info, rsi = vCPU)
+ * plus rdx = ELF core header GPA and rcx = its size in bytes. */
+#define HV_CALL_PANIC 0xC6000001u
+#define HV_CALL_KEXEC 0xC6000002u
+#define HV_KEXEC_IND_DESTINATION 0x1ull
+#define HV_KEXEC_IND_INDIRECTION 0x2ull
+#define HV_KEXEC_IND_DONE 0x4ull
+#define HV_KEXEC_IND_SOURCE 0x8ull
+
 #define PSCI_RET_SUCCESS 0
 #define PSCI_RET_NOT_SUPPORTED (-1)
 #define PSCI_RET_INVALID_PARAMETERS (-2)
@@ -62,6 +85,7 @@
 #define PSCI_RET_ON_PENDING (-5)
 #define PSCI_RET_INTERNAL_FAILURE (-6)
 #define PSCI_RET_INVALID_ADDRESS (-9)
+#define HV_RET_BUSY (-16) /* hv: kexec lock held (the kernel's -EBUSY) */
 
 /* ---- Platform info block (at HV_VIRT_INFO_BASE, little endian) --------- */
 #define HV_VIRT_INFO_MAGIC 0x5452495656482d76ull /* "v-HVVIRT" */

@@ -2,10 +2,12 @@
 //
 //   hv-vmm --image=PATH|builtin:NAME [--vcpus=N] [--memory_mib=M]
 //          [--guest_arg=X] [--irq_delivery=lapic|inject]
+//          [--crash_image=PATH|builtin:NAME --crash_mib=N]
 //   hv-vmm --list_builtin | --help
 //
 // The guest's console (UART) goes to stdout; the process exits with the
-// guest's SYSTEM_OFF argument (low 8 bits). VMM failures use exit codes the
+// guest's SYSTEM_OFF argument (low 8 bits) — after a crash switch, the
+// crash image's. VMM failures use exit codes the
 // guest kit never produces by convention: 2 usage, 125 setup error, 126 the
 // guest crashed (triple fault, entry failure).
 #include <unistd.h>
@@ -33,6 +35,7 @@ constexpr int kExitCrash = 126;
 constexpr char kUsage[] =
     "usage: hv-vmm --image=PATH|builtin:NAME [--vcpus=N] [--memory_mib=M]\n"
     "              [--guest_arg=X] [--irq_delivery=lapic|inject]\n"
+    "              [--crash_image=PATH|builtin:NAME --crash_mib=N]\n"
     "       hv-vmm --list_builtin | --help\n"
     "\n"
     "Boots a static ELF64 x86-64 image on KVM (hv-virt platform, see\n"
@@ -47,6 +50,15 @@ constexpr char kUsage[] =
     "  --irq_delivery=MODE        how the GIC line reaches a vCPU: lapic\n"
     "                             (in-kernel LAPIC + MSI, default) or inject\n"
     "                             (userspace KVM_INTERRUPT)\n"
+    "  --crash_image=PATH|builtin:NAME\n"
+    "                             crash (kdump) image, loaded into the crash\n"
+    "                             region; on a guest panic (HV_CALL_PANIC) or\n"
+    "                             triple fault the VM switches to it (rdx =\n"
+    "                             ELF core header, rcx = its size) and the\n"
+    "                             exit code is the crash image's\n"
+    "  --crash_mib=N              crash region size in MiB (crashkernel=N M,\n"
+    "                             at the top of RAM, 2 MiB aligned); needs\n"
+    "                             --crash_image\n"
     "  --list_builtin             print the built-in image names and exit\n"
     "  --help                     print this text and exit\n";
 
@@ -65,6 +77,31 @@ bool ParseU64(std::string_view flag, std::string_view text, uint64_t* out) {
   return true;
 }
 
+// --image / --crash_image: a file or a built-in image. 0 or an exit code.
+int ReadImage(const std::string& arg, std::vector<uint8_t>* out) {
+  if (arg.rfind("builtin:", 0) == 0) {
+    const std::string name = arg.substr(8);
+    const hv::guest::BuiltinImage* img = hv::guest::FindBuiltinImage(name);
+    if (img == nullptr) {
+      std::fprintf(stderr,
+                   "hv-vmm: no built-in image '%s' (see --list_builtin)\n",
+                   name.c_str());
+      return kExitUsage;
+    }
+    out->assign(img->data, img->data + img->size);
+    return 0;
+  }
+  std::ifstream f(arg, std::ios::binary);
+  if (!f) {
+    std::fprintf(stderr, "hv-vmm: cannot open image '%s': %s\n", arg.c_str(),
+                 std::strerror(errno));
+    return kExitSetup;
+  }
+  out->assign(std::istreambuf_iterator<char>(f),
+              std::istreambuf_iterator<char>());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,7 +110,8 @@ int main(int argc, char** argv) {
       std::string_view(argv[1]).rfind(hv::control::kControlFdFlag, 0) == 0) {
     return hv::control::RunVmmControl(argc, argv);
   }
-  std::string image_arg;
+  std::string image_arg, crash_image_arg;
+  uint64_t crash_mib = 0;
   uint64_t vcpus = 1, memory_mib = 64, guest_arg = 0;
   hv::arch::VmConfig vm_config;
   for (int i = 1; i < argc; ++i) {
@@ -101,6 +139,10 @@ int main(int argc, char** argv) {
       if (!ParseU64("memory_mib", v, &memory_mib)) return kExitUsage;
     } else if (value("guest_arg", &v)) {
       if (!ParseU64("guest_arg", v, &guest_arg)) return kExitUsage;
+    } else if (value("crash_image", &v)) {
+      crash_image_arg = std::string(v);
+    } else if (value("crash_mib", &v)) {
+      if (!ParseU64("crash_mib", v, &crash_mib)) return kExitUsage;
     } else if (value("irq_delivery", &v)) {
       if (v == "lapic") {
         vm_config.irq_delivery = hv::arch::IrqDelivery::kLapic;
@@ -123,26 +165,19 @@ int main(int argc, char** argv) {
   }
   if (vcpus > UINT32_MAX) vcpus = UINT32_MAX;
 
+  if (crash_image_arg.empty() != (crash_mib == 0)) {
+    std::fprintf(stderr,
+                 "hv-vmm: --crash_image and --crash_mib go together\n%s",
+                 kUsage);
+    return kExitUsage;
+  }
   hv::VmmConfig config;
-  if (image_arg.rfind("builtin:", 0) == 0) {
-    const std::string name = image_arg.substr(8);
-    const hv::guest::BuiltinImage* img = hv::guest::FindBuiltinImage(name);
-    if (img == nullptr) {
-      std::fprintf(stderr,
-                   "hv-vmm: no built-in image '%s' (see --list_builtin)\n",
-                   name.c_str());
-      return kExitUsage;
+  if (int rc = ReadImage(image_arg, &config.image); rc != 0) return rc;
+  if (!crash_image_arg.empty()) {
+    if (int rc = ReadImage(crash_image_arg, &config.crash_image); rc != 0) {
+      return rc;
     }
-    config.image.assign(img->data, img->data + img->size);
-  } else {
-    std::ifstream f(image_arg, std::ios::binary);
-    if (!f) {
-      std::fprintf(stderr, "hv-vmm: cannot open image '%s': %s\n",
-                   image_arg.c_str(), std::strerror(errno));
-      return kExitSetup;
-    }
-    config.image.assign(std::istreambuf_iterator<char>(f),
-                        std::istreambuf_iterator<char>());
+    config.crash_mib = crash_mib;
   }
   config.vcpus = static_cast<uint32_t>(vcpus);
   config.memory_mib = memory_mib;

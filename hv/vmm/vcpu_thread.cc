@@ -150,6 +150,9 @@ void VcpuThread::HandleExit(const arch::VcpuExit& exit) {
       s = vcpu_->CompleteHypercall(handler_->OnHypercall(index(), exit));
       break;
     case Kind::kShutdown:
+      handler_->OnShutdown(index(), exit.reason);
+      PowerOffSelf();
+      return;
     case Kind::kError:
       handler_->OnFatal(index(), exit.reason);
       PowerOffSelf();

@@ -38,6 +38,12 @@ class ExitHandler {
   // The vCPU cannot continue (triple fault, entry failure, backend error).
   // The VcpuThread powers the vCPU off afterwards.
   virtual void OnFatal(uint32_t vcpu, const std::string& reason) = 0;
+  // A shutdown exit (triple fault, KVM_EXIT_SHUTDOWN): a guest crash the VMM
+  // may answer with crash_kexec. Default: OnFatal. The VcpuThread powers
+  // the vCPU off afterwards either way.
+  virtual void OnShutdown(uint32_t vcpu, const std::string& reason) {
+    OnFatal(vcpu, reason);
+  }
 };
 
 class VcpuThread {

@@ -5,7 +5,6 @@
 #include "absl/strings/str_format.h"
 #include "hv/arch/x86_boot.h"
 #include "hv/base/status_macros.h"
-#include "hv/vmm/elf_loader.h"
 
 namespace hv {
 namespace {
@@ -32,7 +31,10 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(VmmConfig config,
         "memory_mib=%u is out of range: must be between %u and %u",
         config.memory_mib, kMinMemoryMib, kMaxMemoryMib));
   }
-  HV_RETURN_IF_ERROR(ParseElf(config.image).status());
+  if (config.crash_image.empty() != (config.crash_mib == 0)) {
+    return absl::InvalidArgumentError(
+        "crash_image and crash_mib must be given together");
+  }
   std::unique_ptr<Vmm> vmm(new Vmm(std::move(config), std::move(vm)));
   HV_RETURN_IF_ERROR(vmm->Init());
   return vmm;
@@ -80,7 +82,10 @@ absl::Status Vmm::Init() {
                       GuestMemory::Create({{0, config_.memory_mib << 20}}));
   HV_RETURN_IF_ERROR(vm_->MapMemory(*memory_));
   HV_ASSIGN_OR_RETURN(boot_template_, arch::BuildBootTables(*memory_));
-  HV_ASSIGN_OR_RETURN(entry_, LoadElf(config_.image, *memory_));
+  HV_ASSIGN_OR_RETURN(
+      kexec_, VmmKexec::Create(memory_.get(), &config_.image,
+                               &config_.crash_image, config_.crash_mib));
+  HV_ASSIGN_OR_RETURN(entry_, kexec_->Reload());
 
   uart_ = std::make_unique<Uart16550>(config_.console);
   HV_RETURN_IF_ERROR(pio_.Register(HV_VIRT_UART_PORT, Uart16550::kNumPorts,
@@ -110,6 +115,7 @@ absl::Status Vmm::Init() {
     threads_.push_back(std::make_unique<VcpuThread>(
         vcpu.get(), static_cast<ExitHandler*>(this)));
   }
+  kexec_->Attach(&threads_, &vcpus_);
   return absl::OkStatus();
 }
 
@@ -137,9 +143,10 @@ std::optional<VmmExit> Vmm::WaitUntil(
     std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
     std::optional<VmmExit> done;
+    std::optional<Restart> restart;
     {
       MutexLock lock(&mu_);
-      while (!outcome_ && !reset_requested_) {
+      while (!outcome_ && !reset_requested_ && !restart_) {
         if (!deadline) {
           cv_.Wait(&mu_);
           continue;
@@ -150,13 +157,21 @@ std::optional<VmmExit> Vmm::WaitUntil(
       }
       if (outcome_) {
         done = *outcome_;
+      } else if (!reset_requested_) {
+        restart = std::move(restart_);
+        restart_.reset();
       } else {
         reset_requested_ = false;
+        restart_.reset();  // a system reset wins over a pending restart
       }
     }
     if (done) {
       StopAll();
       return done;
+    }
+    if (restart) {
+      DoRestart(*restart);
+      continue;
     }
     absl::Status s = DoReset();
     if (!s.ok()) {
@@ -191,7 +206,7 @@ absl::Status Vmm::DoReset() {
     HV_RETURN_IF_ERROR(InitGic(&info));
   }
   HV_ASSIGN_OR_RETURN(boot_template_, arch::BuildBootTables(*memory_));
-  HV_ASSIGN_OR_RETURN(entry_, LoadElf(config_.image, *memory_));
+  HV_ASSIGN_OR_RETURN(entry_, kexec_->Reload());
   uint64_t count;
   {
     MutexLock lock(&mu_);
@@ -319,6 +334,12 @@ uint64_t Vmm::OnHypercall(uint32_t vcpu, const arch::VcpuExit& exit) {
       Finish(VmmExit{VmmExit::Kind::kPowerOff,
                      static_cast<int>(exit.args[1] & 0xff), ""});
       ret = PSCI_RET_SUCCESS;
+      break;
+    case HV_CALL_PANIC:
+      ret = PanicCall(vcpu, exit.args[1]);
+      break;
+    case HV_CALL_KEXEC:
+      ret = KexecCall(vcpu, exit.args[1], exit.args[2]);
       break;
     case PSCI_SYSTEM_RESET: {
       threads_[vcpu]->PowerOffSelf();

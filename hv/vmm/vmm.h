@@ -41,6 +41,7 @@
 #include "hv/platform/platform_info.h"
 #include "hv/platform/uart16550.h"
 #include "hv/vmm/vcpu_thread.h"
+#include "hv/vmm/vmm_kexec.h"
 #include "vgic/its.h"
 #include "vgic/vgic.h"
 
@@ -55,6 +56,11 @@ struct VmmConfig {
   bool gic = true;         // GICv3 distributor, redistributors, CPU iface
   bool its = true;         // GICv3 ITS (needs gic)
   uint32_t num_spis = 64;  // multiple of 32
+  // crash_kexec (docs/kexec.md): an ELF crash image loaded into a crash
+  // region of crash_mib MiB (placed like crashkernel=, top of RAM). Both or
+  // neither.
+  std::vector<uint8_t> crash_image;
+  uint64_t crash_mib = 0;
 };
 
 inline constexpr uint64_t kMinMemoryMib = 2;
@@ -96,6 +102,18 @@ class Vmm : private ExitHandler {
   vgic::Its* its() { return its_.get(); }    // nullptr without its
   uint64_t boot_count() const;
 
+  // crash_kexec on request (vmm_crash.cc): pauses every vCPU and switches
+  // to the crash image on vCPU 0, or enters the crashed state (Wait()
+  // returns kCrash) without one. FailedPrecondition if a crash is already
+  // being handled or the VM has not started.
+  [[nodiscard]] absl::Status TriggerCrash();
+  loader::CrashState crash_state() { return kexec_->state(); }
+  const loader::GpaRange& crash_region() const {
+    return kexec_->crash_region();
+  }
+  VmmKexec& kexec() { return *kexec_; }
+  uint64_t crash_switches() const;
+
  private:
   Vmm(VmmConfig config, std::unique_ptr<arch::Vm> vm)
       : config_(std::move(config)), vm_(std::move(vm)) {}
@@ -113,6 +131,23 @@ class Vmm : private ExitHandler {
   uint64_t OnPio(uint32_t vcpu, const arch::VcpuExit& exit) override;
   uint64_t OnHypercall(uint32_t vcpu, const arch::VcpuExit& exit) override;
   void OnFatal(uint32_t vcpu, const std::string& reason) override;
+  // vmm_crash.cc: triple fault → crash_kexec; panic / kexec hypercalls.
+  void OnShutdown(uint32_t vcpu, const std::string& reason) override;
+  int64_t PanicCall(uint32_t vcpu, uint64_t code);
+  int64_t KexecCall(uint32_t vcpu, uint64_t head, uint64_t entry);
+  // Acts on a CrashOutcome; `self` is true on the panicking vCPU's thread.
+  void HandleCrashOutcome(const loader::CrashOutcome& outcome, uint32_t vcpu,
+                          bool self, const std::string& detail);
+  // A restart of `vcpu` at `boot`, performed by the Wait() thread with every
+  // vCPU paused and powered off (crash switch, guest kexec).
+  struct Restart {
+    arch::BootState boot;
+    uint32_t vcpu = 0;
+    uint32_t generation = 0;
+  };
+  void RequestRestart(Restart r);
+  void DoRestart(const Restart& r);
+  void ConsoleMessage(const std::string& text);
   int64_t CpuOn(uint64_t target, uint64_t entry, uint64_t context);
 
   const VmmConfig config_;
@@ -130,11 +165,14 @@ class Vmm : private ExitHandler {
   std::unique_ptr<vgic::Vgic> vgic_;
   std::unique_ptr<vgic::Its> its_;
   std::vector<std::unique_ptr<VcpuThread>> threads_;
+  std::unique_ptr<VmmKexec> kexec_;  // image slots, crash_kexec
 
   mutable Mutex mu_;
   CondVar cv_;
   std::optional<VmmExit> outcome_ ABSL_GUARDED_BY(mu_);
   bool reset_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Restart> restart_ ABSL_GUARDED_BY(mu_);
+  uint64_t crash_switches_ ABSL_GUARDED_BY(mu_) = 0;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t boot_count_ ABSL_GUARDED_BY(mu_) = 0;

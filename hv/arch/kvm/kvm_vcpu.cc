@@ -141,6 +141,8 @@ absl::Status KvmVcpu::Reset(const BootState& state) {
   regs.rsp = state.rsp;
   regs.rdi = state.rdi;
   regs.rsi = state.rsi;
+  regs.rdx = state.rdx;
+  regs.rcx = state.rcx;
   regs.rflags = 0x2;  // reserved bit 1; IF=0
   if (ioctl(fd_, KVM_SET_REGS, &regs) < 0) {
     return Errno("KVM_SET_REGS", index_);

@@ -49,6 +49,7 @@ class KvmVcpu : public Vcpu, private IrqLine {
   absl::Status CompleteHypercall(uint64_t result) override;
   void Kick() override;
   IrqLine& irq_line() override { return *this; }
+  absl::StatusOr<CpuRegisters> GetRegisters() override;  // kvm_vcpu_regs.cc
 
   // Guest TSC = host TSC + offset (KVM_VCPU_TSC_CTRL/KVM_VCPU_TSC_OFFSET,
   // devices/vcpu.rst), read on the vCPU thread at Reset() and cached: a vCPU

@@ -194,6 +194,18 @@ int64_t kit_cpu_on(unsigned cpu, void (*fn)(unsigned cpu)) {
   return kit_psci(PSCI_CPU_ON, cpu, (uint64_t)kit_secondary_start, stack_top);
 }
 
+void kit_panic(uint64_t code) {
+  kit_psci(HV_CALL_PANIC, code, 0, 0);
+  for (;;) {
+    kit_cli();
+    __asm__ volatile("hlt");
+  }
+}
+
+int64_t kit_kexec(uint64_t head, uint64_t entry) {
+  return kit_psci(HV_CALL_KEXEC, head, entry, 0);
+}
+
 /* ---- timing ---- */
 uint64_t kit_tsc_khz(void) {
   return kit_info.tsc_khz ? kit_info.tsc_khz : 1000000; /* assume 1 GHz */

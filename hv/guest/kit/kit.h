@@ -74,6 +74,16 @@ KIT_NORETURN void kit_reset(void);
 int64_t kit_cpu_on(unsigned cpu, void (*fn)(unsigned cpu));
 unsigned kit_cpu_id(void);
 
+/* hv calls (hv_virt.h): HV_CALL_PANIC does not return when the VM switches
+ * to a crash image (or enters the crashed state); HV_CALL_KEXEC returns only
+ * on error (the PSCI-style code). */
+KIT_NORETURN void kit_panic(uint64_t code);
+int64_t kit_kexec(uint64_t head, uint64_t entry);
+/* rdx/rcx at image entry (crash image: ELF core header GPA and size). */
+extern uint64_t kit_boot_args[2];
+/* TSC read by the first instructions at _start. */
+extern uint64_t kit_entry_tsc;
+
 /* ---- timing ---- */
 uint64_t kit_tsc_khz(void);
 uint64_t kit_ns_since(uint64_t tsc_start);

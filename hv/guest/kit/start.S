@@ -5,12 +5,29 @@
     .section .text.start, "ax"
     .global _start
 _start:                         /* vCPU 0: rdi = platform info base */
+    /* rdx/rcx: third/fourth boot arguments (a crash image gets the ELF
+     * core header GPA and size, docs/kexec.md); then the entry TSC. */
+    mov %rdx, kit_boot_args(%rip)
+    mov %rcx, kit_boot_args+8(%rip)
+    rdtsc
+    shl $32, %rdx
+    or %rax, %rdx
+    mov %rdx, kit_entry_tsc(%rip)
     lea kit_stacks + KIT_STACK_SIZE(%rip), %rsp
     xor %rbp, %rbp
     call kit_bsp_entry
 1:  cli
     hlt
     jmp 1b
+
+    .data
+    .align 8
+    .global kit_boot_args
+kit_boot_args:
+    .quad 0, 0
+    .global kit_entry_tsc
+kit_entry_tsc:
+    .quad 0
 
     .text
     .global kit_secondary_start
