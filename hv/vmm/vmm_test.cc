@@ -9,8 +9,8 @@
 #include "gtest/gtest.h"
 #include "hv/arch/fake_vm.h"
 #include "hv/guest/builtin_images.h"
+#include "hv/loader/elf_image.h"
 #include "hv/platform/hv_virt.h"
-#include "hv/vmm/elf_loader.h"
 
 namespace hv {
 namespace {
@@ -100,7 +100,8 @@ TEST(VmmTest, BootsVcpu0InLongModeAtTheEntry) {
   ASSERT_TRUE(f.vcpu(0)->WaitIdle(5s));
   const auto resets = f.vcpu(0)->resets();
   ASSERT_EQ(resets.size(), 1u);
-  auto image = ParseElf(HelloImage());
+  const std::vector<uint8_t> hello = HelloImage();
+  auto image = hv::loader::ParseElfImage(hello);
   ASSERT_TRUE(image.ok());
   EXPECT_EQ(resets[0].rip, image->entry);
   EXPECT_EQ(resets[0].rdi, HV_VIRT_INFO_BASE);
