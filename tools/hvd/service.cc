@@ -2,13 +2,21 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace hv::hvd {
 namespace {
 
-constexpr char kNoHwsim[] =
-    "host devices are not wired into hvd yet (needs hv-hwsim and the vfio "
-    "core; see docs/management.md)";
+constexpr char kNoAttach[] =
+    "AttachDevice is not implemented yet: hvd has the host-device inventory "
+    "(ListHostDevices) but does not hand devices to a VMM yet (see "
+    "docs/management.md)";
+
+// No device can be attached yet, so a device is never owned by a VM and this
+// is never called; the vfio owner id is shown as is.
+std::string OwnerName(vfio::VmId id) { return absl::StrCat("vm#", id); }
 
 }  // namespace
 
@@ -115,8 +123,11 @@ grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*,
 
 grpc::Status HostDeviceServiceImpl::ListHostDevices(
     grpc::ServerContext*, const v1::ListHostDevicesRequest*,
-    v1::ListHostDevicesResponse*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kNoHwsim);
+    v1::ListHostDevicesResponse* out) {
+  for (v1::HostDevice& d : d_->List(OwnerName)) {
+    *out->add_devices() = std::move(d);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status AttachmentServiceImpl::AttachDevice(
@@ -126,7 +137,11 @@ grpc::Status AttachmentServiceImpl::AttachDevice(
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "vm: no vm '" + req->vm() + "'");
   }
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kNoHwsim);
+  if (absl::StatusOr<v1::HostDevice> d = d_->Get(req->device(), OwnerName);
+      !d.ok()) {
+    return ToGrpc(d.status());
+  }
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kNoAttach);
 }
 
 grpc::Status AttachmentServiceImpl::DetachDevice(
@@ -134,6 +149,10 @@ grpc::Status AttachmentServiceImpl::DetachDevice(
   if (absl::StatusOr<v1::Vm> vm = m_->GetVm(req->vm()); !vm.ok()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "vm: no vm '" + req->vm() + "'");
+  }
+  if (absl::StatusOr<v1::HostDevice> d = d_->Get(req->device(), OwnerName);
+      !d.ok()) {
+    return ToGrpc(d.status());
   }
   // Nothing can be attached yet, so there is nothing to detach.
   return grpc::Status(

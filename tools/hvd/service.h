@@ -5,6 +5,7 @@
 #define TOOLS_HVD_SERVICE_H_
 
 #include "proto/hv.grpc.pb.h"
+#include "tools/hvd/host_devices.h"
 #include "tools/hvd/vm_manager.h"
 
 namespace hv::hvd {
@@ -47,18 +48,27 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   VmManager* const m_;
 };
 
-// Host devices and attachments need hv-hwsim and the vfio core (issue 9
-// part 2); until they are wired in, these answer UNIMPLEMENTED saying so.
+// ListHostDevices: the inventory of HostDevices (hwsim devices through the
+// bus drivers and the vfio core) with owner and per-IRQ state and counters.
 class HostDeviceServiceImpl final : public v1::HostDeviceService::Service {
  public:
+  explicit HostDeviceServiceImpl(HostDevices* d) : d_(d) {}
   grpc::Status ListHostDevices(grpc::ServerContext*,
                                const v1::ListHostDevicesRequest*,
-                               v1::ListHostDevicesResponse*) override;
+                               v1::ListHostDevicesResponse* out) override;
+
+ private:
+  HostDevices* const d_;
 };
+
+// Attachments: requests are validated (VM, device), but attaching a device
+// to a VM (the VMM side over the control socketpair) is not built yet, so
+// AttachDevice answers UNIMPLEMENTED saying so, nothing is ever attached,
+// DetachDevice answers NOT_FOUND and ListAttachments is empty.
 
 class AttachmentServiceImpl final : public v1::AttachmentService::Service {
  public:
-  explicit AttachmentServiceImpl(VmManager* m) : m_(m) {}
+  AttachmentServiceImpl(VmManager* m, HostDevices* d) : m_(m), d_(d) {}
   grpc::Status AttachDevice(grpc::ServerContext*,
                             const v1::AttachDeviceRequest* req,
                             v1::Attachment*) override;
@@ -71,6 +81,7 @@ class AttachmentServiceImpl final : public v1::AttachmentService::Service {
 
  private:
   VmManager* const m_;
+  HostDevices* const d_;
 };
 
 grpc::Status ToGrpc(const absl::Status& s);
