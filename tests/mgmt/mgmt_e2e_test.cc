@@ -675,7 +675,7 @@ TEST_F(MgmtTest, HostDeviceInventory) {
     }
   }
 
-  // Attach requests are validated; attaching itself is not built yet.
+  // Attach requests are validated: unknown device, stopped VM.
   ASSERT_TRUE(Create(*h, "a", "builtin:idle").ok());
   v1::AttachDeviceRequest req;
   req.set_vm("a");
@@ -686,13 +686,17 @@ TEST_F(MgmtTest, HostDeviceInventory) {
               grpc::StatusCode::NOT_FOUND, "device");
   req.set_device("0000:02:00.0");
   grpc::ClientContext c2;
-  EXPECT_EQ(h->attachments()->AttachDevice(&c2, req, &at).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  ExpectError(h->attachments()->AttachDevice(&c2, req, &at),
+              grpc::StatusCode::FAILED_PRECONDITION, "vm");
   v1::DetachDeviceRequest dreq;
   dreq.set_vm("a");
   dreq.set_device("nope");
   grpc::ClientContext c3;
   ExpectError(h->attachments()->DetachDevice(&c3, dreq, &at),
+              grpc::StatusCode::NOT_FOUND, "device");
+  dreq.set_device("0000:02:00.0");
+  grpc::ClientContext c4;
+  ExpectError(h->attachments()->DetachDevice(&c4, dreq, &at),
               grpc::StatusCode::NOT_FOUND, "device");
 }
 

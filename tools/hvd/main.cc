@@ -237,6 +237,7 @@ int main(int argc, char** argv) {
   opts.vmm_path = vmm_path;
   opts.state_dir = state_dir;
   opts.max_vms = max_vms;
+  opts.devices = devices->get();
   auto manager = hv::hvd::VmManager::Create(opts, std::move(*store));
   if (!manager.ok()) {
     std::fprintf(stderr, "hvd: %s\n", manager.status().ToString().c_str());
@@ -245,9 +246,8 @@ int main(int argc, char** argv) {
 
   hv::hvd::VmServiceImpl vm_service(manager->get());
   hv::hvd::ImageServiceImpl image_service(manager->get());
-  hv::hvd::HostDeviceServiceImpl device_service(devices->get());
-  hv::hvd::AttachmentServiceImpl attachment_service(manager->get(),
-                                                    devices->get());
+  hv::hvd::HostDeviceServiceImpl device_service(devices->get(), manager->get());
+  hv::hvd::AttachmentServiceImpl attachment_service(manager->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

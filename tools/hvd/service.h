@@ -52,23 +52,21 @@ class ImageServiceImpl final : public v1::ImageService::Service {
 // bus drivers and the vfio core) with owner and per-IRQ state and counters.
 class HostDeviceServiceImpl final : public v1::HostDeviceService::Service {
  public:
-  explicit HostDeviceServiceImpl(HostDevices* d) : d_(d) {}
+  HostDeviceServiceImpl(HostDevices* d, VmManager* m) : d_(d), m_(m) {}
   grpc::Status ListHostDevices(grpc::ServerContext*,
                                const v1::ListHostDevicesRequest*,
                                v1::ListHostDevicesResponse* out) override;
 
  private:
   HostDevices* const d_;
+  VmManager* const m_;
 };
 
-// Attachments: requests are validated (VM, device), but attaching a device
-// to a VM (the VMM side over the control socketpair) is not built yet, so
-// AttachDevice answers UNIMPLEMENTED saying so, nothing is ever attached,
-// DetachDevice answers NOT_FOUND and ListAttachments is empty.
+// Attachments: VmManager::AttachDevice / DetachDevice / ListAttachments.
 
 class AttachmentServiceImpl final : public v1::AttachmentService::Service {
  public:
-  AttachmentServiceImpl(VmManager* m, HostDevices* d) : m_(m), d_(d) {}
+  explicit AttachmentServiceImpl(VmManager* m) : m_(m) {}
   grpc::Status AttachDevice(grpc::ServerContext*,
                             const v1::AttachDeviceRequest* req,
                             v1::Attachment*) override;
@@ -81,7 +79,6 @@ class AttachmentServiceImpl final : public v1::AttachmentService::Service {
 
  private:
   VmManager* const m_;
-  HostDevices* const d_;
 };
 
 grpc::Status ToGrpc(const absl::Status& s);
