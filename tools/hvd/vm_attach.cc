@@ -103,15 +103,12 @@ absl::StatusOr<v1::Attachment> VmManager::AttachDevice(
                                                  req.vm(), "'"));
   }
   if (info->owner != vfio::kHost) {
+    std::string owner = absl::StrCat("#", info->owner);
+    for (const auto& [n, o] : vms_) {
+      if (o.vfio_id == info->owner) owner = n;
+    }
     return absl::FailedPreconditionError(absl::StrCat(
-        "device: '", req.device(), "' is owned by vm '",
-        [&] {
-          for (const auto& [n, o] : vms_) {
-            if (o.vfio_id == info->owner) return n;
-          }
-          return absl::StrCat("#", info->owner);
-        }(),
-        "'"));
+        "device: '", req.device(), "' is owned by vm '", owner, "'"));
   }
   if (e->vm.state() != v1::VM_STATE_RUNNING || e->ctl < 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -157,7 +154,7 @@ absl::StatusOr<v1::Attachment> VmManager::AttachDevice(
   a->num_vectors = hw->num_vectors();
   a->requester_id = hw->requester_id();
   e->attachments[device] = std::move(owned);
-  auto rollback = [&](absl::Status s) {
+  auto rollback = [&](absl::Status s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // Re-find: the map may have changed while mu_ was released.
     auto vit = vms_.find(name);
     if (vit != vms_.end()) vit->second.attachments.erase(device);
