@@ -489,5 +489,42 @@ TEST_F(AttachTest, KillNineOfAVmmMidAttach) {
   }
 }
 
+// kill -9 of hvd itself at the attach failpoints: after a restart the
+// attach is fully absent (VM stopped, no row, device host-owned) and no
+// hv-vmm is left behind; attaching again works.
+TEST_F(AttachTest, KillNineOfHvdMidAttach) {
+  REQUIRE_KVM();
+  Launch();
+  ASSERT_TRUE(CreateAndStart("k").ok());
+  for (const char* fp : {"attach.after_forward", "attach.after_vmm"}) {
+    SCOPED_TRACE(fp);
+    h_->Term();
+    ASSERT_NE(h_->Wait(milliseconds(10000)), -1);
+    Launch(std::string(fp) + "=abort");
+    ASSERT_TRUE(Start("k").ok());
+    EXPECT_FALSE(Attach("k", kDevA).ok());  // hvd died inside
+    ASSERT_NE(h_->Wait(milliseconds(10000)), -1);
+    Launch();
+    EXPECT_TRUE(
+        WaitUntil([&] { return VmmProcesses(h_->state_dir()).empty(); }));
+    v1::Vm vm = Get("k");
+    EXPECT_EQ(vm.state(), v1::VM_STATE_STOPPED);
+    EXPECT_EQ(vm.attachments_size(), 0);
+    EXPECT_TRUE(SqlAttachments().empty());
+    ExpectHostOwned(kDevA);
+    ASSERT_TRUE(Start("k").ok());
+    ASSERT_TRUE(WaitUntil([&] { return Attach("k", kDevA).ok(); }));
+    ASSERT_TRUE(WaitUntil([&] { return Delivered("k", kDevA, 7) >= 1; }));
+    EXPECT_EQ(SqlAttachments(), std::vector<std::string>{"k/0000:02:00.0/1"});
+  }
+  // And with a committed attachment: the restart removes its row.
+  h_->Kill9();
+  ASSERT_NE(h_->Wait(milliseconds(10000)), -1);
+  Launch();
+  EXPECT_TRUE(SqlAttachments().empty());
+  EXPECT_TRUE(Attachments().empty());
+  EXPECT_EQ(Get("k").state(), v1::VM_STATE_STOPPED);
+}
+
 }  // namespace
 }  // namespace hv::test
