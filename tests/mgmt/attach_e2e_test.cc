@@ -455,7 +455,9 @@ TEST_F(AttachTest, FailpointsLeaveNoPartialState) {
   // usually before the guest saw it.)
   v1::Attachment at;
   ASSERT_TRUE(Attach("f", kDevA, &at).ok());
-  ASSERT_TRUE(WaitUntil([&] { return Delivered("f", kDevA, 7) >= 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return Delivered("f", kDevA, 7) >= 1; }))
+      << con.text() << "\nslot " << at.slot() << " state "
+      << Get("f").state();
   EXPECT_EQ(SqlAttachments(), std::vector<std::string>{"f/0000:02:00.0/1"});
 }
 
