@@ -109,22 +109,22 @@ static void on_intid(unsigned cpu, uint32_t intid) {
     const uint32_t ev = kit_mmio_read32(HP(HV_HOTPLUG_REG_EVENTS));
     for (uint32_t s = 0; s < SLOTS; ++s) {
       if (!(ev >> s & 1)) continue;
+      /* Acknowledge (W1C) first, then read the slot's current state: a
+       * change after this read raises the event again, so none is lost. */
       kit_mmio_write32(HP(HV_HOTPLUG_REG_SEL), s);
+      kit_mmio_write32(HP(HV_HOTPLUG_REG_EVENTS), 1u << s);
       const uint32_t st = kit_mmio_read32(HP(HV_HOTPLUG_REG_STATUS));
       if (st & HV_HOTPLUG_STATUS_EJECT_REQ) {
-        if (!devs[s].quiesced) quiesce(s);
+        if (!devs[s].quiesced && devs[s].present) quiesce(s);
         if (kit_info.user_arg == 1) {
           kit_printf("hotplug: slot %u: not acking the eject\n", s);
-          kit_mmio_write32(HP(HV_HOTPLUG_REG_EVENTS), 1u << s);
         } else {
           kit_mmio_write32(HP(HV_HOTPLUG_REG_CMD), HV_HOTPLUG_CMD_EJECT_ACK);
         }
       } else if (st & HV_HOTPLUG_STATUS_PRESENT) {
-        attach(s);
-        kit_mmio_write32(HP(HV_HOTPLUG_REG_EVENTS), 1u << s);
+        attach(s); /* (re-)probe: a new device may replace a removed one */
       } else {
         devs[s].present = 0;
-        kit_mmio_write32(HP(HV_HOTPLUG_REG_EVENTS), 1u << s);
       }
     }
     return;
