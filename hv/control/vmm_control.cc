@@ -16,6 +16,7 @@
 #include "hv/arch/kvm/kvm_vm.h"
 #include "hv/base/locks.h"
 #include "hv/control/failpoint.h"
+#include "hv/control/vmm_devices.h"
 #include "hv/control/wire.h"
 #include "hv/vmm/vmm.h"
 #include "proto/vmm_control.pb.h"
@@ -142,6 +143,8 @@ int RunVmmControl(int argc, char** argv) {
   config.memory_mib = cmd.boot().memory_mib();
   config.guest_arg = cmd.boot().guest_arg();
   config.console = [&ch](char c) { ch.ConsoleByte(c); };
+  // Room for the hot-plug controller's SPI (HV_HOTPLUG_SPI = 90).
+  config.num_spis = 96;
 
   auto vm = arch::KvmVm::Create(arch::VmConfig{});
   if (!vm.ok()) {
@@ -155,6 +158,14 @@ int RunVmmControl(int argc, char** argv) {
                vmm.status().ToString());
     return kExitSetup;
   }
+  // The hot-plug controller and attached devices (docs/management.md).
+  auto devices =
+      VmmDevices::Create(vmm->get(), [&ch](pb::VmmEvent& ev) { ch.Send(ev); });
+  if (!devices.ok()) {
+    SendExited(ch, pb::Exited::KIND_SETUP_ERROR, kExitSetup,
+               devices.status().ToString());
+    return kExitSetup;
+  }
   if (absl::Status s = (*vmm)->Start(); !s.ok()) {
     SendExited(ch, pb::Exited::KIND_SETUP_ERROR, kExitSetup, s.ToString());
     return kExitSetup;
@@ -165,18 +176,43 @@ int RunVmmControl(int argc, char** argv) {
     ch.Send(ev);
   }
   Vmm* v = vmm->get();
-  std::thread reader([fd, v] {
+  VmmDevices* devs = devices->get();
+  std::thread reader([fd, v, devs, &ch] {
     for (;;) {
       pb::VmmCommand c;
-      auto rr = RecvRecord(fd, &c, nullptr);
+      std::vector<int> cfds;
+      auto rr = RecvRecord(fd, &c, &cfds);
       if (!rr.ok() &&
           rr.status().code() == absl::StatusCode::kInvalidArgument) {
-        continue;  // a malformed record was consumed: ignore it
+        continue;  // a malformed record was consumed (fds closed): ignore it
       }
       if (!rr.ok()) break;                    // socket error: like EOF
       if (*rr != RecvResult::kRecord) break;  // EOF: hvd is gone
       (void)Failpoint("vmm.command");
-      if (c.has_stop()) break;
+      if (c.has_stop()) {
+        for (int f : cfds) close(f);
+        break;
+      }
+      if (c.has_attach()) {
+        absl::Status s = Failpoint("vmm.attach");
+        if (s.ok()) {
+          s = devs->Attach(c.attach(), std::move(cfds));
+        } else {
+          for (int f : cfds) close(f);
+        }
+        pb::VmmEvent ev;
+        ev.mutable_attach_result()->set_command_seq(c.seq());
+        ev.mutable_attach_result()->set_ok(s.ok());
+        ev.mutable_attach_result()->set_message(std::string(s.message()));
+        ch.Send(ev);
+        continue;
+      }
+      for (int f : cfds) close(f);
+      if (c.has_detach()) {
+        if (absl::Status s = devs->Detach(c.detach()); !s.ok()) {
+          std::fprintf(stderr, "hv-vmm: detach: %s\n", s.ToString().c_str());
+        }
+      }
     }
     v->Stop();
   });

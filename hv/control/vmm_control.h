@@ -6,8 +6,12 @@
 // guest and exits, so a VMM never outlives its hvd. Other arguments
 // (--vm=NAME, --state_dir=DIR) only label the process for `ps`.
 //
+// Commands after Boot: Stop, AttachDevice (fds: window memfd + one eventfd
+// per vector; answered by AttachResult), DetachDevice (answered by Detached
+// once the slot is empty) — see vmm_devices.h.
+//
 // Failpoints: vmm.boot (after the Boot command is read), vmm.command (when a
-// command arrives).
+// command arrives), vmm.attach (before an AttachDevice is applied).
 #ifndef HV_CONTROL_VMM_CONTROL_H_
 #define HV_CONTROL_VMM_CONTROL_H_
 

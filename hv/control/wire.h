@@ -16,7 +16,9 @@
 namespace hv::control {
 
 inline constexpr size_t kMaxRecordBytes = 64 * 1024;
-inline constexpr size_t kMaxRecordFds = 8;
+// A hot-attach carries the window memfd + one eventfd per MSI-X vector
+// (up to HWSIM_MAX_VECTORS = 32).
+inline constexpr size_t kMaxRecordFds = 40;
 
 // Sends one record. Retries EINTR; fails on EPIPE (peer gone) etc.
 [[nodiscard]] absl::Status SendRecord(int sock,

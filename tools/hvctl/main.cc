@@ -264,6 +264,9 @@ int VmConsole(const Global& g, const Args& a) {
       std::fprintf(stderr, "[hvctl] %s is %s %s\n", a.pos[0].c_str(),
                    StateName(ev.state().state()).c_str(),
                    ev.state().reason().c_str());
+    } else if (ev.has_device() && events) {
+      std::fprintf(stderr, "[hvctl] %s: device %s %s\n", a.pos[0].c_str(),
+                   ev.device().device().c_str(), ev.device().event().c_str());
     }
     if (ev.has_state() && !follow) {
       const v1::VmState st = ev.state().state();
@@ -391,8 +394,9 @@ void PrintAttachment(const Global& g, const v1::Attachment& at) {
     PrintJson(at);
     return;
   }
-  std::printf("%s %s %s\n", at.vm().c_str(), at.device().c_str(),
-              v1::AttachmentState_Name(at.state()).c_str());
+  std::printf("%s %s %s slot %u%s\n", at.vm().c_str(), at.device().c_str(),
+              v1::AttachmentState_Name(at.state()).c_str(), at.slot(),
+              at.forced() ? " (forced)" : "");
 }
 
 int DevAttach(const Global& g, const Args& a) {

@@ -2,6 +2,7 @@
 //
 //   hvd [--socket=PATH] [--state_dir=DIR] [--listen_tcp=PORT]
 //       [--vmm_path=PATH] [--failpoints=SPEC] [--max_vms=N]
+//       [--hwsim_config=FILE] [--hwsim_fire=ID,VECTOR,COUNT]...
 //
 // Serves hv.v1 (proto/hv.proto), grpc.health.v1 and server reflection on a
 // Unix socket (mode 0600). TCP is opt-in and loopback only. SIGTERM/SIGINT
@@ -19,13 +20,16 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "hv/control/failpoint.h"
+#include "tools/hvd/host_devices.h"
 #include "tools/hvd/service.h"
 #include "tools/hvd/store.h"
 #include "tools/hvd/vm_manager.h"
@@ -35,6 +39,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: hvd [--socket=PATH] [--state_dir=DIR] [--listen_tcp=PORT]\n"
     "           [--vmm_path=PATH] [--failpoints=SPEC] [--max_vms=N]\n"
+    "           [--hwsim_config=FILE] [--hwsim_fire=ID,VECTOR,COUNT]...\n"
     "\n"
     "  --socket=PATH     Unix socket (mode 0600); default\n"
     "                    $XDG_RUNTIME_DIR/hv/hvd.sock, else /run/hv/hvd.sock\n"
@@ -46,7 +51,12 @@ constexpr char kUsage[] =
     "                    output tree\n"
     "  --failpoints=SPEC fault injection, e.g. create.after_commit=abort\n"
     "                    (same syntax as $HV_FAILPOINTS)\n"
-    "  --max_vms=N       VM limit (default 64)\n";
+    "  --max_vms=N       VM limit (default 64)\n"
+    "  --hwsim_config=FILE host-device inventory (hv-hwsim config format);\n"
+    "                    default: 4 PCI functions + 2 platform devices\n"
+    "  --hwsim_fire=ID,VECTOR,COUNT fire a simulated device's vector COUNT\n"
+    "                    times at startup (host-owned: the host driver\n"
+    "                    handles them)\n";
 
 std::string DefaultSocket() {
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) {
@@ -109,6 +119,13 @@ int main(int argc, char** argv) {
   std::string vmm_path;
   int tcp_port = -1;
   uint32_t max_vms = 64;
+  std::string hwsim_config;
+  struct Fire {
+    std::string id;
+    uint32_t vector = 0;
+    uint64_t count = 0;
+  };
+  std::vector<Fire> fires;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto value = [&](std::string_view name, std::string* v) {
@@ -138,6 +155,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "hvd: --max_vms must be a positive number\n");
         return 2;
       }
+    } else if (value("hwsim_config", &v)) {
+      hwsim_config = v;
+    } else if (value("hwsim_fire", &v)) {
+      std::vector<std::string> f = absl::StrSplit(v, ',');
+      Fire fire;
+      if (f.size() != 3 || !absl::SimpleAtoi(f[1], &fire.vector) ||
+          !absl::SimpleAtoi(f[2], &fire.count)) {
+        std::fprintf(stderr, "hvd: --hwsim_fire must be ID,VECTOR,COUNT\n");
+        return 2;
+      }
+      fire.id = f[0];
+      fires.push_back(fire);
     } else if (value("failpoints", &v)) {
       if (absl::Status s = hv::control::SetFailpoints(v); !s.ok()) {
         std::fprintf(stderr, "hvd: %s\n", s.ToString().c_str());
@@ -177,10 +206,38 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hvd: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  // The host-device inventory: the hv-hwsim library runs inside hvd (first
+  // step, docs/management.md), with the bus drivers and the vfio core.
+  auto spec = hv::hvd::HostDevices::LoadSpec(hwsim_config);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "hvd: %s\n", spec.status().ToString().c_str());
+    return 2;
+  }
+  auto devices = hv::hvd::HostDevices::Create(*spec);
+  if (!devices.ok()) {
+    std::fprintf(stderr, "hvd: hwsim: %s\n",
+                 devices.status().ToString().c_str());
+    return 1;
+  }
+  for (const Fire& f : fires) {
+    hwsim::Device* d = (*devices)->machine()->Find(f.id);
+    if (d == nullptr) {
+      std::fprintf(stderr, "hvd: --hwsim_fire: no device '%s'\n", f.id.c_str());
+      return 2;
+    }
+    for (uint64_t i = 0; i < f.count; ++i) {
+      if (absl::StatusOr<uint64_t> seq = d->Fire(f.vector); !seq.ok()) {
+        std::fprintf(stderr, "hvd: --hwsim_fire: %s\n",
+                     seq.status().ToString().c_str());
+        return 2;
+      }
+    }
+  }
   hv::hvd::VmManagerOptions opts;
   opts.vmm_path = vmm_path;
   opts.state_dir = state_dir;
   opts.max_vms = max_vms;
+  opts.devices = devices->get();
   auto manager = hv::hvd::VmManager::Create(opts, std::move(*store));
   if (!manager.ok()) {
     std::fprintf(stderr, "hvd: %s\n", manager.status().ToString().c_str());
@@ -189,7 +246,7 @@ int main(int argc, char** argv) {
 
   hv::hvd::VmServiceImpl vm_service(manager->get());
   hv::hvd::ImageServiceImpl image_service(manager->get());
-  hv::hvd::HostDeviceServiceImpl device_service;
+  hv::hvd::HostDeviceServiceImpl device_service(devices->get(), manager->get());
   hv::hvd::AttachmentServiceImpl attachment_service(manager->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -225,6 +282,7 @@ int main(int argc, char** argv) {
   });
   server->Wait();
   manager->reset();  // stops every VMM
+  devices->reset();  // stops the vfio dispatcher, then the machine
   signals.join();
   unlink(socket_path.c_str());
   return 0;

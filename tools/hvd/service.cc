@@ -2,15 +2,12 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace hv::hvd {
-namespace {
-
-constexpr char kNoHwsim[] =
-    "host devices are not wired into hvd yet (needs hv-hwsim and the vfio "
-    "core; see docs/management.md)";
-
-}  // namespace
+namespace {}  // namespace
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -115,42 +112,40 @@ grpc::Status ImageServiceImpl::ListImages(grpc::ServerContext*,
 
 grpc::Status HostDeviceServiceImpl::ListHostDevices(
     grpc::ServerContext*, const v1::ListHostDevicesRequest*,
-    v1::ListHostDevicesResponse*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kNoHwsim);
+    v1::ListHostDevicesResponse* out) {
+  for (v1::HostDevice& d :
+       d_->List([this](vfio::VmId id) { return m_->OwnerName(id); })) {
+    *out->add_devices() = std::move(d);
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status AttachmentServiceImpl::AttachDevice(
-    grpc::ServerContext*, const v1::AttachDeviceRequest* req, v1::Attachment*) {
-  // Field validation still runs so bad requests get their proper code.
-  if (absl::StatusOr<v1::Vm> vm = m_->GetVm(req->vm()); !vm.ok()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "vm: no vm '" + req->vm() + "'");
-  }
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, kNoHwsim);
+    grpc::ServerContext*, const v1::AttachDeviceRequest* req,
+    v1::Attachment* out) {
+  absl::StatusOr<v1::Attachment> r = m_->AttachDevice(*req);
+  if (!r.ok()) return ToGrpc(r.status());
+  *out = *r;
+  return grpc::Status::OK;
 }
 
 grpc::Status AttachmentServiceImpl::DetachDevice(
-    grpc::ServerContext*, const v1::DetachDeviceRequest* req, v1::Attachment*) {
-  if (absl::StatusOr<v1::Vm> vm = m_->GetVm(req->vm()); !vm.ok()) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        "vm: no vm '" + req->vm() + "'");
-  }
-  // Nothing can be attached yet, so there is nothing to detach.
-  return grpc::Status(
-      grpc::StatusCode::NOT_FOUND,
-      "device: '" + req->device() + "' is not attached to '" + req->vm() + "'");
+    grpc::ServerContext*, const v1::DetachDeviceRequest* req,
+    v1::Attachment* out) {
+  absl::StatusOr<v1::Attachment> r = m_->DetachDevice(*req);
+  if (!r.ok()) return ToGrpc(r.status());
+  *out = *r;
+  return grpc::Status::OK;
 }
 
 grpc::Status AttachmentServiceImpl::ListAttachments(
     grpc::ServerContext*, const v1::ListAttachmentsRequest* req,
-    v1::ListAttachmentsResponse*) {
-  if (!req->vm().empty()) {
-    if (absl::StatusOr<v1::Vm> vm = m_->GetVm(req->vm()); !vm.ok()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          "vm: no vm '" + req->vm() + "'");
-    }
-  }
-  return grpc::Status::OK;  // no attachments exist without host devices
+    v1::ListAttachmentsResponse* out) {
+  absl::StatusOr<std::vector<v1::Attachment>> r =
+      m_->ListAttachments(req->vm());
+  if (!r.ok()) return ToGrpc(r.status());
+  for (v1::Attachment& a : *r) *out->add_attachments() = std::move(a);
+  return grpc::Status::OK;
 }
 
 }  // namespace hv::hvd

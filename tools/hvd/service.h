@@ -5,6 +5,7 @@
 #define TOOLS_HVD_SERVICE_H_
 
 #include "proto/hv.grpc.pb.h"
+#include "tools/hvd/host_devices.h"
 #include "tools/hvd/vm_manager.h"
 
 namespace hv::hvd {
@@ -47,14 +48,21 @@ class ImageServiceImpl final : public v1::ImageService::Service {
   VmManager* const m_;
 };
 
-// Host devices and attachments need hv-hwsim and the vfio core (issue 9
-// part 2); until they are wired in, these answer UNIMPLEMENTED saying so.
+// ListHostDevices: the inventory of HostDevices (hwsim devices through the
+// bus drivers and the vfio core) with owner and per-IRQ state and counters.
 class HostDeviceServiceImpl final : public v1::HostDeviceService::Service {
  public:
+  HostDeviceServiceImpl(HostDevices* d, VmManager* m) : d_(d), m_(m) {}
   grpc::Status ListHostDevices(grpc::ServerContext*,
                                const v1::ListHostDevicesRequest*,
-                               v1::ListHostDevicesResponse*) override;
+                               v1::ListHostDevicesResponse* out) override;
+
+ private:
+  HostDevices* const d_;
+  VmManager* const m_;
 };
+
+// Attachments: VmManager::AttachDevice / DetachDevice / ListAttachments.
 
 class AttachmentServiceImpl final : public v1::AttachmentService::Service {
  public:

@@ -186,6 +186,58 @@ absl::StatusOr<uint64_t> Store::DeleteVm(std::string_view name) {
   return *op;
 }
 
+absl::StatusOr<uint64_t> Store::PutAttachment(std::string_view kind,
+                                              std::string_view vm,
+                                              std::string_view device,
+                                              int state) {
+  MutexLock l(&mu_);
+  absl::StatusOr<uint64_t> op = BeginOp(kind, device);
+  if (!op.ok()) return op.status();
+  Stmt st(db_,
+          "INSERT OR REPLACE INTO attachments(vm, device, state, op_id) "
+          "VALUES(?, ?, ?, ?);");
+  st.Text(1, vm);
+  st.Text(2, device);
+  st.Int(3, state);
+  st.Int(4, static_cast<int64_t>(*op));
+  if (absl::Status s = st.Done("put attachment"); !s.ok()) {
+    Rollback();
+    return s;
+  }
+  if (absl::Status s = Commit(); !s.ok()) return s;
+  return *op;
+}
+
+absl::StatusOr<uint64_t> Store::DeleteAttachment(std::string_view kind,
+                                                 std::string_view vm,
+                                                 std::string_view device) {
+  MutexLock l(&mu_);
+  absl::StatusOr<uint64_t> op = BeginOp(kind, device);
+  if (!op.ok()) return op.status();
+  Stmt st(db_, "DELETE FROM attachments WHERE vm = ? AND device = ?;");
+  st.Text(1, vm);
+  st.Text(2, device);
+  if (absl::Status s = st.Done("delete attachment"); !s.ok()) {
+    Rollback();
+    return s;
+  }
+  if (absl::Status s = Commit(); !s.ok()) return s;
+  return *op;
+}
+
+absl::StatusOr<std::vector<Store::AttachmentRow>> Store::LoadAttachments() {
+  MutexLock l(&mu_);
+  Stmt st(db_,
+          "SELECT vm, device, state, op_id FROM attachments ORDER BY device;");
+  if (!st.ok()) return SqlError(db_, "load attachments");
+  std::vector<AttachmentRow> out;
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    out.push_back({st.Col(0), st.Col(1), static_cast<int>(st.ColInt(2)),
+                   static_cast<uint64_t>(st.ColInt(3))});
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<v1::Vm>> Store::LoadVms() {
   MutexLock l(&mu_);
   Stmt st(db_,

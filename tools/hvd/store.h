@@ -51,6 +51,22 @@ class Store {
                                                      const v1::Vm& vm);
   [[nodiscard]] absl::StatusOr<std::vector<v1::Image>> LoadImages();
 
+  // Attachment rows (vm, device, state) keyed by device: insert/replace or
+  // delete, one op each. The VM row is not touched.
+  [[nodiscard]] absl::StatusOr<uint64_t> PutAttachment(std::string_view kind,
+                                                       std::string_view vm,
+                                                       std::string_view device,
+                                                       int state);
+  [[nodiscard]] absl::StatusOr<uint64_t> DeleteAttachment(
+      std::string_view kind, std::string_view vm, std::string_view device);
+  // (vm, device, state) of every row.
+  struct AttachmentRow {
+    std::string vm, device;
+    int state = 0;
+    uint64_t op_id = 0;
+  };
+  [[nodiscard]] absl::StatusOr<std::vector<AttachmentRow>> LoadAttachments();
+
   // Number of rows in ops (tests).
   [[nodiscard]] absl::StatusOr<uint64_t> OpCount();
 

@@ -246,6 +246,18 @@ absl::Status VmManager::Init() {
       if (it != vms_.end()) it->second.images[im.kind()] = std::move(im);
     }
   }
+  // Every VM comes back stopped, so no device is attached any more: rows
+  // left by a previous hvd are removed (each its own op).
+  absl::StatusOr<std::vector<Store::AttachmentRow>> rows =
+      store_->LoadAttachments();
+  if (!rows.ok()) return rows.status();
+  for (const Store::AttachmentRow& r : *rows) {
+    if (absl::StatusOr<uint64_t> op =
+            store_->DeleteAttachment("recover", r.vm, r.device);
+        !op.ok()) {
+      return op.status();
+    }
+  }
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (epfd_ < 0 || wake_fd_ < 0) return Errno("epoll/eventfd");
@@ -297,8 +309,13 @@ VmManager::~VmManager() {
 void VmManager::MonitorLoop() {
   epoll_event events[16];
   while (!stopping_) {
-    const int n = epoll_wait(epfd_, events, 16, 1000);
+    // 100 ms: also the granularity of detach deadlines.
+    const int n = epoll_wait(epfd_, events, 16, 100);
     if (n < 0 && errno != EINTR) break;
+    {
+      MutexLock l(&mu_);
+      CheckDetachDeadlines();
+    }
     for (int i = 0; i < n; ++i) {
       const uint64_t tok = events[i].data.u64;
       if (tok == 0) continue;  // wake_fd_
@@ -358,6 +375,8 @@ void VmManager::HandleEvent(VmEntry& e, const vmm::v1::VmmEvent& ev) {
   } else if (ev.has_exited()) {
     e.exited_reported = true;
     e.exited = ev.exited();
+  } else {
+    HandleDeviceEvent(e, ev);
   }
 }
 
@@ -421,8 +440,10 @@ void VmManager::OnVmmExit(const std::string& name) {
     si.si_code = WIFSIGNALED(status) ? CLD_KILLED : CLD_EXITED;
     si.si_status = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
   }
-  // Tear down every host resource of this VM: control socket, pidfd,
-  // epoll registrations. (Passthrough attachments would be released here.)
+  // Tear down every host resource of this VM: attachments (kvm-vfio
+  // destroy = unforward all, devices host-owned, rows removed, eventfds
+  // closed), then control socket, pidfd, epoll registrations.
+  ReleaseAttachments(e);
   ReleaseProcess(e);
   v1::VmState state;
   std::string reason;
@@ -646,6 +667,7 @@ absl::StatusOr<v1::Vm> VmManager::StartVm(const std::string& name) {
   e.pidfd = pidfd;
   e.ctl = sv[0];
   e.stop_requested = e.force = e.exited_reported = false;
+  e.cmd_seq = 1;
   e.pid_token = next_token_++;
   e.ctl_token = next_token_++;
   tokens_[e.pid_token] = Token{name, true};
@@ -749,6 +771,10 @@ absl::StatusOr<uint64_t> VmManager::DeleteVm(const std::string& name) {
         absl::StrCat("name: vm '", name, "' is ",
                      StateName(it->second.vm.state()), "; stop it first"));
   }
+  if (!it->second.attachments.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: vm '", name, "' has an attach in progress"));
+  }
   if (absl::Status s = Failpoint("delete.before_commit"); !s.ok()) return s;
   absl::StatusOr<uint64_t> op = store_->DeleteVm(name);
   if (!op.ok()) return op.status();
@@ -764,13 +790,13 @@ absl::StatusOr<v1::Vm> VmManager::GetVm(const std::string& name) {
   if (it == vms_.end()) {
     return absl::NotFoundError(absl::StrCat("name: no vm '", name, "'"));
   }
-  return it->second.vm;
+  return WithAttachments(it->second);
 }
 
 std::vector<v1::Vm> VmManager::ListVms() {
   MutexLock l(&mu_);
   std::vector<v1::Vm> out;
-  for (auto& [name, e] : vms_) out.push_back(e.vm);
+  for (auto& [name, e] : vms_) out.push_back(WithAttachments(e));
   return out;
 }
 

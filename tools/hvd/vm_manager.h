@@ -14,8 +14,17 @@
 // succeeded, so a failed request leaves no partial state.
 //
 // Failpoints: create.before_commit, create.after_commit, start.before_spawn,
-// start.after_spawn, stop.before_signal, delete.before_commit (plus
-// sqlite.commit in Store and vmm.boot / vmm.command in hv-vmm).
+// start.after_spawn, stop.before_signal, delete.before_commit,
+// attach.after_forward, attach.after_vmm, detach.before_send (plus
+// sqlite.commit in Store and vmm.boot / vmm.command / vmm.attach in hv-vmm).
+//
+// Attachments (vm_attach.cc, docs/management.md): AttachDevice validates,
+// then applies eventfds → kvm-vfio forwards → VMM AttachDevice (fds over
+// SCM_RIGHTS, answered by AttachResult) → SQLite row, undoing the earlier
+// steps when one fails. Detach is two-phase through the VMM's hot-plug
+// controller; a VMM death tears every attachment down.
+// Lock order: VmManager::mu_ → KvmVfio::mu_ → VfioCore::mu_ → Store::mu_ is
+// taken with mu_ held but never with a vfio lock held.
 //
 // Locking: `mu_` guards the VM map and every VmEntry (and is held while
 // writing SQLite, so the store sees mutations in map order). Lock order:
@@ -38,11 +47,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "hv/arch/cond_var.h"
 #include "hv/base/locks.h"
 #include "proto/hv.pb.h"
 #include "proto/vmm_control.pb.h"
+#include "tools/hvd/host_devices.h"
+#include "tools/hvd/remote_forward.h"
 #include "tools/hvd/store.h"
+#include "vfio/kvm_vfio.h"
 
 namespace hv::hvd {
 
@@ -72,6 +85,11 @@ struct VmManagerOptions {
   std::string state_dir;  // also holds per-VM VMM logs
   uint32_t max_vms = 64;
   std::chrono::milliseconds start_timeout{10000};
+  // Host devices for AttachDevice (outlives the manager); nullptr: attach
+  // answers FAILED_PRECONDITION.
+  HostDevices* devices = nullptr;
+  std::chrono::milliseconds attach_timeout{5000};  // VMM answer to an attach
+  std::chrono::milliseconds detach_default_timeout{5000};
 };
 
 class VmManager {
@@ -93,13 +111,47 @@ class VmManager {
   absl::StatusOr<std::shared_ptr<Watcher>> Watch(const v1::WatchVmRequest& req);
   void Unwatch(const std::string& name, const std::shared_ptr<Watcher>& w);
 
+  // Passthrough attachments (vm_attach.cc).
+  absl::StatusOr<v1::Attachment> AttachDevice(
+      const v1::AttachDeviceRequest& req);
+  absl::StatusOr<v1::Attachment> DetachDevice(
+      const v1::DetachDeviceRequest& req);
+  absl::StatusOr<std::vector<v1::Attachment>> ListAttachments(
+      const std::string& vm);
+  // The name of the VM with vfio owner id `id` (ListHostDevices).
+  std::string OwnerName(uint64_t id);
+
   absl::StatusOr<v1::Image> LoadImage(const v1::LoadImageRequest& req);
   absl::StatusOr<uint64_t> UnloadImage(const v1::UnloadImageRequest& req);
   std::vector<v1::Image> ListImages();
 
  private:
+  // One device attached (or being attached) to a VM. Teardown order (the
+  // destructor): kvm-vfio destroy (unforward all → host-owned, refs
+  // dropped), then the arch forward, then the eventfds are closed.
+  struct AttachEntry {
+    ~AttachEntry();
+    std::string device;
+    uint32_t slot = 0;
+    uint32_t num_vectors = 0;
+    uint32_t requester_id = 0;
+    bool ready = false;  // committed (false while AttachDevice runs)
+    v1::AttachmentState state = v1::ATTACHMENT_STATE_ATTACHED;
+    uint64_t op_id = 0;
+    std::vector<int> efds;
+    std::unique_ptr<RemoteMsiForward> arch;
+    std::unique_ptr<vfio::KvmVfio> kv;
+    std::chrono::steady_clock::time_point deadline;  // detach pending
+    bool force_sent = false;
+  };
   struct VmEntry {
     v1::Vm vm;
+    uint64_t vfio_id = 0;  // vfio owner id (assigned at the first attach)
+    std::map<std::string, std::unique_ptr<AttachEntry>> attachments;
+    std::map<std::string, v1::Attachment> detached;  // last completion
+    std::map<uint64_t, vmm::v1::AttachResult> attach_results;
+    std::vector<bool> slot_draining;  // Detached still expected
+    uint64_t cmd_seq = 1;             // Boot is 1
     std::map<v1::ImageKind, v1::Image> images;
     pid_t pid = 0;
     int pidfd = -1;
@@ -136,6 +188,24 @@ class VmManager {
                                                  uint64_t memory_mib,
                                                  v1::Image* info);
   void KillLeftoverVmms();
+  // Attachments (vm_attach.cc).
+  v1::Attachment Describe(const VmEntry& e, const AttachEntry& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Vm WithAttachments(const VmEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SendCommand(VmEntry& e, vmm::v1::VmmCommand& cmd,
+                           absl::Span<const int> fds = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendForceDetach(VmEntry& e, uint32_t slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Completes a detach (device back to the host, row deleted, event).
+  void FinishDetach(VmEntry& e, const std::string& device, bool forced,
+                    absl::string_view op_kind)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleDeviceEvent(VmEntry& e, const vmm::v1::VmmEvent& ev)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // VMM gone: every attachment is torn down.
+  void ReleaseAttachments(VmEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckDetachDeadlines() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const VmManagerOptions options_;
   const std::unique_ptr<Store> store_;
@@ -149,6 +219,7 @@ class VmManager {
   std::map<std::string, VmEntry> vms_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Token> tokens_ ABSL_GUARDED_BY(mu_);
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t next_vfio_id_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 // Validation helpers (also used by tests).
