@@ -37,9 +37,8 @@ absl::Status ValidateRegions(std::vector<MemoryRegion>& regions,
           absl::StrFormat("region %d wraps the address space", i));
     }
     if (i > 0 && regions[i - 1].gpa + regions[i - 1].size > r.gpa) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("regions at gpa 0x%x and 0x%x overlap",
-                          regions[i - 1].gpa, r.gpa));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "regions at gpa 0x%x and 0x%x overlap", regions[i - 1].gpa, r.gpa));
     }
     if (sum + r.size < sum) {
       return absl::InvalidArgumentError("total guest memory size overflows");
@@ -105,7 +104,10 @@ absl::StatusOr<std::unique_ptr<GuestMemory>> GuestMemory::FromFd(
 
 GuestMemory::GuestMemory(int fd, uint8_t* base, uint64_t total_size,
                          std::vector<MemoryRegion> regions)
-    : fd_(fd), base_(base), total_size_(total_size), regions_(std::move(regions)) {
+    : fd_(fd),
+      base_(base),
+      total_size_(total_size),
+      regions_(std::move(regions)) {
   uint64_t offset = 0;
   for (const MemoryRegion& r : regions_) {
     region_offsets_.push_back(offset);
@@ -165,8 +167,8 @@ namespace {
 
 absl::StatusOr<std::atomic<uint64_t>*> AtomicWord(uint8_t* p, uint64_t gpa) {
   if (gpa % 8 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("atomic access at gpa 0x%x is not 8-byte aligned", gpa));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "atomic access at gpa 0x%x is not 8-byte aligned", gpa));
   }
   if (p == nullptr) return OutOfRange(gpa, 8);
   static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));

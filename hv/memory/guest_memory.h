@@ -100,8 +100,8 @@ class GuestMemory {
   const int fd_;
   uint8_t* const base_;  // mapping of the whole fd range
   const uint64_t total_size_;
-  const std::vector<MemoryRegion> regions_;   // sorted by gpa
-  std::vector<uint64_t> region_offsets_;      // offset of region i in base_
+  const std::vector<MemoryRegion> regions_;  // sorted by gpa
+  std::vector<uint64_t> region_offsets_;     // offset of region i in base_
 };
 
 }  // namespace hv

@@ -23,19 +23,19 @@
 #define HV_HOTPLUG_MAGIC 0x50484856u /* "VHHP" */
 #define HV_HOTPLUG_MAX_SLOTS 32
 
-#define HV_HOTPLUG_REG_MAGIC 0x00       /* RO */
-#define HV_HOTPLUG_REG_NUM_SLOTS 0x04   /* RO */
-#define HV_HOTPLUG_REG_SEL 0x08         /* RW: slot the registers below show */
-#define HV_HOTPLUG_REG_EVENTS 0x0c      /* RO bit per slot; W1C */
-#define HV_HOTPLUG_REG_STATUS 0x10      /* RO, selected slot */
-#define HV_HOTPLUG_REG_CMD 0x14         /* WO, selected slot */
-#define HV_HOTPLUG_REG_KIND 0x18        /* RO: 1 PCI, 2 platform */
+#define HV_HOTPLUG_REG_MAGIC 0x00        /* RO */
+#define HV_HOTPLUG_REG_NUM_SLOTS 0x04    /* RO */
+#define HV_HOTPLUG_REG_SEL 0x08          /* RW: slot the registers below show */
+#define HV_HOTPLUG_REG_EVENTS 0x0c       /* RO bit per slot; W1C */
+#define HV_HOTPLUG_REG_STATUS 0x10       /* RO, selected slot */
+#define HV_HOTPLUG_REG_CMD 0x14          /* WO, selected slot */
+#define HV_HOTPLUG_REG_KIND 0x18         /* RO: 1 PCI, 2 platform */
 #define HV_HOTPLUG_REG_REQUESTER_ID 0x1c /* RO: ITS DeviceID */
-#define HV_HOTPLUG_REG_NUM_VECTORS 0x20 /* RO */
-#define HV_HOTPLUG_REG_DEV_SPI 0x24     /* RO: platform line's SPI, else 0 */
-#define HV_HOTPLUG_REG_WINDOW_GPA 0x28  /* RO 64-bit */
-#define HV_HOTPLUG_REG_WINDOW_SIZE 0x30 /* RO 64-bit */
-#define HV_HOTPLUG_REG_NAME 0x40        /* RO 32 bytes, NUL padded */
+#define HV_HOTPLUG_REG_NUM_VECTORS 0x20  /* RO */
+#define HV_HOTPLUG_REG_DEV_SPI 0x24      /* RO: platform line's SPI, else 0 */
+#define HV_HOTPLUG_REG_WINDOW_GPA 0x28   /* RO 64-bit */
+#define HV_HOTPLUG_REG_WINDOW_SIZE 0x30  /* RO 64-bit */
+#define HV_HOTPLUG_REG_NAME 0x40         /* RO 32 bytes, NUL padded */
 
 #define HV_HOTPLUG_STATUS_PRESENT 0x1u
 #define HV_HOTPLUG_STATUS_EJECT_REQ 0x2u

@@ -25,7 +25,7 @@ static const struct {
 /* Mailbox in the guest scratch area (outside the crash region). */
 #define KDUMP_MAILBOX (HV_VIRT_GUEST_SCRATCH + 0x1000)
 struct kdump_mailbox {
-  uint64_t magic; /* KDUMP_MAILBOX_MAGIC once panic has written it */
+  uint64_t magic;     /* KDUMP_MAILBOX_MAGIC once panic has written it */
   uint64_t panic_tsc; /* TSC right before the panic hypercall */
 };
 #define KDUMP_MAILBOX_MAGIC 0x43494e4150564821ull /* "!HVPANIC" */

@@ -25,7 +25,8 @@ static volatile int go_off;
 static volatile int spinning;
 
 static void fill(uint64_t page, uint64_t v) {
-  for (uint64_t i = 0; i < PAGE / 8; ++i) ((volatile uint64_t *)page)[i] = v + i;
+  for (uint64_t i = 0; i < PAGE / 8; ++i)
+    ((volatile uint64_t *)page)[i] = v + i;
 }
 static int check(uint64_t page, uint64_t v) {
   for (uint64_t i = 0; i < PAGE / 8; ++i) {
@@ -82,9 +83,9 @@ int kit_main(void) {
 
   /* Refused lists. */
   KIT_CHECK_EQ(kit_kexec(LIST | 0x10, start), PSCI_RET_INVALID_PARAMETERS);
-  KIT_CHECK_EQ(kit_kexec((kit_info.ram_size + PAGE) | HV_KEXEC_IND_INDIRECTION,
-                         start),
-               PSCI_RET_INVALID_ADDRESS);
+  KIT_CHECK_EQ(
+      kit_kexec((kit_info.ram_size + PAGE) | HV_KEXEC_IND_INDIRECTION, start),
+      PSCI_RET_INVALID_ADDRESS);
   *(volatile uint64_t *)LIST = LIST | HV_KEXEC_IND_INDIRECTION; /* cycle */
   KIT_CHECK_EQ(kit_kexec(LIST | HV_KEXEC_IND_INDIRECTION, start),
                PSCI_RET_INVALID_PARAMETERS);
@@ -118,7 +119,7 @@ int kit_main(void) {
     KIT_CHECK_EQ(kit_psci(PSCI_AFFINITY_INFO, 1, 0, 0), 1);
   }
   kit_printf("kexec: jumping to the second image\n");
-  const int64_t r = kit_kexec(LIST | HV_KEXEC_IND_INDIRECTION,
-                              (uint64_t)_image_start);
+  const int64_t r =
+      kit_kexec(LIST | HV_KEXEC_IND_INDIRECTION, (uint64_t)_image_start);
   kit_fail("kexec: HV_CALL_KEXEC returned %ld", r);
 }
