@@ -33,9 +33,10 @@ using ::testing::StartsWith;
 constexpr char kDevA[] = "0000:02:00.0";
 constexpr char kDevB[] = "0000:01:00.0";
 
-#define REQUIRE_KVM()                                                 \
-  do {                                                                \
-    if (!HaveKvm()) GTEST_SKIP() << "/dev/kvm is not available here"; \
+#define REQUIRE_KVM()                                                          \
+  do {                                                                         \
+    if (!HaveKvm())                                                            \
+      GTEST_SKIP() << "/dev/kvm is absent on this machine; KVM tests skipped"; \
   } while (0)
 
 void ExpectError(const grpc::Status& s, grpc::StatusCode code,

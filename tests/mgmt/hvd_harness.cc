@@ -37,7 +37,9 @@ std::string Runfile(const std::string& path) {
   return path;
 }
 
-bool HaveKvm() { return access("/dev/kvm", R_OK | W_OK) == 0; }
+// Skips happen only where /dev/kvm is absent; a present but unusable
+// /dev/kvm lets the test run and fail loudly (BUILD-NOTES).
+bool HaveKvm() { return access("/dev/kvm", F_OK) == 0; }
 
 std::string MakeTempDir() {
   // A short path: a Unix socket path must fit in sun_path (108 bytes), and

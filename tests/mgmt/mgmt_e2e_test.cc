@@ -26,9 +26,10 @@ using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-#define REQUIRE_KVM()                                                 \
-  do {                                                                \
-    if (!HaveKvm()) GTEST_SKIP() << "/dev/kvm is not available here"; \
+#define REQUIRE_KVM()                                                          \
+  do {                                                                         \
+    if (!HaveKvm())                                                            \
+      GTEST_SKIP() << "/dev/kvm is absent on this machine; KVM tests skipped"; \
   } while (0)
 
 grpc::Status Create(HvdProcess& h, const std::string& name,
