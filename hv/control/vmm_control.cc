@@ -118,27 +118,36 @@ int RunVmmControl(int argc, char** argv) {
   pb::VmmCommand cmd;
   std::vector<int> fds;
   auto r = RecvRecord(fd, &cmd, &fds);
+  // The image fd, plus the crash image fd when crash_mib != 0 (Boot).
+  const size_t want_fds = cmd.has_boot() && cmd.boot().crash_mib() != 0 ? 2 : 1;
   if (!r.ok() || *r != RecvResult::kRecord || !cmd.has_boot() ||
-      fds.size() != 1) {
+      fds.size() != want_fds) {
     for (int f : fds) close(f);
-    std::fprintf(stderr, "hv-vmm: expected a Boot command with one fd\n");
+    std::fprintf(stderr, "hv-vmm: expected a Boot command with %zu fd(s)\n",
+                 want_fds);
     SendExited(ch, pb::Exited::KIND_SETUP_ERROR, kExitUsage,
-               "expected a Boot command with one image fd");
+               "expected a Boot command with one image fd (two with "
+               "crash_mib)");
     return kExitUsage;
   }
   if (absl::Status s = Failpoint("vmm.boot"); !s.ok()) {
-    close(fds[0]);
+    for (int f : fds) close(f);
     SendExited(ch, pb::Exited::KIND_SETUP_ERROR, kExitSetup, s.ToString());
     return kExitSetup;
   }
   VmmConfig config;
   const bool read_ok = ReadAll(fds[0], &config.image);
-  close(fds[0]);
-  if (!read_ok) {
+  // As hv-vmm --crash_image/--crash_mib (hv/vmm/main.cc): the crash image
+  // and its region size go to the Vmm's kexec config together.
+  const bool crash_ok = want_fds == 1 || ReadAll(fds[1], &config.crash_image);
+  for (int f : fds) close(f);
+  if (!read_ok || !crash_ok) {
     SendExited(ch, pb::Exited::KIND_SETUP_ERROR, kExitSetup,
-               "cannot read the image fd");
+               read_ok ? "cannot read the crash image fd"
+                       : "cannot read the image fd");
     return kExitSetup;
   }
+  if (want_fds == 2) config.crash_mib = cmd.boot().crash_mib();
   config.vcpus = cmd.boot().vcpus();
   config.memory_mib = cmd.boot().memory_mib();
   config.guest_arg = cmd.boot().guest_arg();

@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -234,6 +236,107 @@ TEST_F(MgmtTest, LifecycleAndConsoleStreaming) {
   EXPECT_EQ(Get(*h, "hello", &vm).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// Runs `name` to its end under a WatchVm (console + states): returns the
+// console text and the states seen.
+std::string WatchRun(HvdProcess& h, const std::string& name,
+                     std::vector<v1::VmState>* states, v1::StateChange* last) {
+  grpc::ClientContext wctx;
+  v1::WatchVmRequest wreq;
+  wreq.set_name(name);
+  wreq.set_console(true);
+  auto reader = h.vms()->WatchVm(&wctx, wreq);
+  std::string console;
+  std::thread watch([&] {
+    v1::VmEvent ev;
+    while (reader->Read(&ev)) {
+      if (ev.has_console()) console += ev.console();
+      if (ev.has_state()) {
+        states->push_back(ev.state().state());
+        *last = ev.state();
+        if (ev.state().state() == v1::VM_STATE_STOPPED ||
+            ev.state().state() == v1::VM_STATE_CRASHED) {
+          break;
+        }
+      }
+    }
+    wctx.TryCancel();
+  });
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_TRUE(Start(h, name).ok());
+  watch.join();
+  (void)reader->Finish();
+  return console;
+}
+
+// "<prefix>region R 0x…+0x… sum=…" lines, prefix stripped, in order.
+std::vector<std::string> RegionLines(const std::string& console,
+                                     const std::string& prefix) {
+  std::vector<std::string> out;
+  std::istringstream in(console);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix + "region ", 0) == 0) {
+      out.push_back(line.substr(prefix.size()));
+    }
+  }
+  return out;
+}
+
+// LoadImage(kind=crash, crash_mib) reaches hv-vmm: a panicking guest
+// switches to the crash image (kdump, linked at 48 MiB: memory_mib=64,
+// crash_mib=16), which finds the panicked kernel's memory intact and powers
+// off with its own exit code.
+TEST_F(MgmtTest, CrashImageTakesOverAfterPanic) {
+  REQUIRE_KVM();
+  auto h = Launch();
+  v1::Vm vm;
+  ASSERT_TRUE(Create(*h, "k", "builtin:panic", 1, 64, &vm).ok());
+
+  // Without a crash image the panic ends the VM as crashed.
+  std::vector<v1::VmState> states;
+  v1::StateChange last;
+  std::string console = WatchRun(*h, "k", &states, &last);
+  EXPECT_EQ(last.state(), v1::VM_STATE_CRASHED);
+  EXPECT_THAT(console, HasSubstr("panic: calling HV_CALL_PANIC"));
+  EXPECT_THAT(console, ::testing::Not(HasSubstr("kdump:")));
+  vm = WaitVm(*h, "k", NotRunning);
+  EXPECT_EQ(vm.state(), v1::VM_STATE_CRASHED);
+  EXPECT_THAT(vm.last_exit_reason(), StartsWith("guest crashed"));
+  EXPECT_EQ(vm.last_exit_code(), 126);
+
+  v1::LoadImageRequest req;
+  req.set_vm("k");
+  req.set_kind(v1::IMAGE_KIND_CRASH);
+  req.set_builtin("kdump");
+  req.set_crash_mib(16);
+  {
+    grpc::ClientContext ctx;
+    v1::Image im;
+    ASSERT_TRUE(h->images()->LoadImage(&ctx, req, &im).ok());
+  }
+  states.clear();
+  console = WatchRun(*h, "k", &states, &last);
+  // The switch happened: kdump ran from its link address and walked the
+  // core header of the panicked kernel.
+  EXPECT_THAT(console, HasSubstr("panic: calling HV_CALL_PANIC"));
+  EXPECT_THAT(console, HasSubstr("kdump: running at 0x3000000"));
+  EXPECT_THAT(console, HasSubstr("kdump: done"));
+  // The panicked kernel's regions, checksummed again by kdump, are intact.
+  const std::vector<std::string> before = RegionLines(console, "panic: ");
+  const std::vector<std::string> after = RegionLines(console, "kdump: ");
+  EXPECT_EQ(before.size(), 3u) << console;
+  EXPECT_EQ(before, after) << console;
+  ASSERT_FALSE(states.empty());
+  EXPECT_EQ(states.back(), v1::VM_STATE_STOPPED);
+  EXPECT_EQ(last.exit_code(), 0x4b);
+  for (v1::VmState st : states) EXPECT_NE(st, v1::VM_STATE_CRASHED);
+  vm = WaitVm(*h, "k", NotRunning);
+  EXPECT_EQ(vm.state(), v1::VM_STATE_STOPPED);
+  EXPECT_EQ(vm.last_exit_reason(), "poweroff");
+  EXPECT_EQ(vm.last_exit_code(), 0x4b);  // KDUMP_EXIT_OK, the crash image's
+  EXPECT_EQ(vm.crash_mib(), 16u);
+  EXPECT_TRUE(Delete(*h, "k").ok());
+}
+
 TEST_F(MgmtTest, GracefulAndForcedStop) {
   REQUIRE_KVM();
   auto h = Launch();
@@ -334,12 +437,13 @@ TEST_F(MgmtTest, EveryErrorCodeNamesTheFieldAndLeavesNoState) {
   ASSERT_TRUE(Stop(*h, "a", true).ok());
   auto load = [&](const std::string& vmname, const std::string& path,
                   const std::string& builtin, v1::ImageKind kind,
-                  v1::Image* out) {
+                  v1::Image* out, uint64_t crash_mib = 0) {
     v1::LoadImageRequest req;
     req.set_vm(vmname);
     req.set_path(path);
     req.set_builtin(builtin);
     req.set_kind(kind);
+    req.set_crash_mib(crash_mib);
     grpc::ClientContext ctx;
     return h->images()->LoadImage(&ctx, req, out);
   };
@@ -356,12 +460,31 @@ TEST_F(MgmtTest, EveryErrorCodeNamesTheFieldAndLeavesNoState) {
               grpc::StatusCode::INVALID_ARGUMENT, "path");
   ExpectError(load("a", "", "nonesuch", v1::IMAGE_KIND_CRASH, &im),
               grpc::StatusCode::NOT_FOUND, "builtin");
-  ASSERT_TRUE(load("a", "", "hello", v1::IMAGE_KIND_CRASH, &im).ok());
-  EXPECT_EQ(im.source(), "builtin:hello");
+  // The crash region (a 64 MiB VM; kdump is linked at 48 MiB).
+  ExpectError(load("a", "", "kdump", v1::IMAGE_KIND_CRASH, &im),
+              grpc::StatusCode::INVALID_ARGUMENT, "crash_mib");  // missing
+  ExpectError(load("a", "", "kdump", v1::IMAGE_KIND_CRASH, &im, 33),
+              grpc::StatusCode::INVALID_ARGUMENT, "crash_mib");  // > RAM/2
+  ExpectError(load("a", "", "kdump", v1::IMAGE_KIND_CRASH, &im, 8),
+              grpc::StatusCode::INVALID_ARGUMENT, "crash_mib");  // [56, 64)
+  ExpectError(load("a", "", "hello", v1::IMAGE_KIND_CRASH, &im, 16),
+              grpc::StatusCode::INVALID_ARGUMENT, "crash_mib");  // linked low
+  ExpectError(load("a", "", "hello", v1::IMAGE_KIND_NORMAL, &im, 16),
+              grpc::StatusCode::INVALID_ARGUMENT, "crash_mib");  // not crash
+  ASSERT_TRUE(Get(*h, "a", &vm).ok());
+  EXPECT_TRUE(vm.crash_image().empty());
+  EXPECT_EQ(vm.crash_mib(), 0u);
+  ASSERT_TRUE(load("a", "", "kdump", v1::IMAGE_KIND_CRASH, &im, 16).ok());
+  EXPECT_EQ(im.source(), "builtin:kdump");
+  EXPECT_EQ(im.crash_mib(), 16u);
   EXPECT_GT(im.segments(), 0u);
   ASSERT_TRUE(Get(*h, "a", &vm).ok());
-  EXPECT_EQ(vm.crash_image(), "builtin:hello");
+  EXPECT_EQ(vm.crash_image(), "builtin:kdump");
+  EXPECT_EQ(vm.crash_mib(), 16u);
   EXPECT_EQ(vm.last_op_id(), im.op_id());
+  // A normal image may not reach into the crash region.
+  ExpectError(load("a", "", "kdump", v1::IMAGE_KIND_NORMAL, &im),
+              grpc::StatusCode::INVALID_ARGUMENT, "builtin");
   {
     v1::UnloadImageRequest req;
     req.set_vm("a");
@@ -762,9 +885,17 @@ TEST_F(MgmtTest, HvctlVerbsAndExitCodes) {
   EXPECT_EQ(run("vm rm sleeper", &out), 9) << out;  // FAILED_PRECONDITION
   EXPECT_EQ(run("vm stop sleeper --force", &out), 0) << out;
   EXPECT_THAT(out, HasSubstr("force-stopped"));
-  EXPECT_EQ(run("image load sleeper --builtin=hello --crash", &out), 0) << out;
+  EXPECT_EQ(run("image load sleeper --builtin=kdump --crash", &out), 3)
+      << out;  // INVALID_ARGUMENT: no --crash_mib
+  EXPECT_THAT(out, HasSubstr("crash_mib"));
+  EXPECT_EQ(
+      run("image load sleeper --builtin=kdump --crash --crash_mib=16", &out), 0)
+      << out;
+  EXPECT_THAT(out, HasSubstr("crash region: 16 MiB"));
+  EXPECT_EQ(run("vm show sleeper", &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("crash_mib:   16"));
   EXPECT_EQ(run("--json image ls", &out), 0) << out;
-  EXPECT_THAT(out, HasSubstr("builtin:hello"));
+  EXPECT_THAT(out, HasSubstr("builtin:kdump"));
   EXPECT_EQ(run("vm rm sleeper", &out), 0) << out;
 }
 

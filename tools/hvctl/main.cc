@@ -219,11 +219,13 @@ int VmShow(const Global& g, const Args& a) {
   } else {
     std::printf(
         "name:        %s\nstate:       %s\nvcpus:       %u\nmemory_mib:  "
-        "%llu\nimage:       %s\ncrash_image: %s\npid:         %d\n"
+        "%llu\nimage:       %s\ncrash_image: %s\ncrash_mib:   %llu\n"
+        "pid:         %d\n"
         "starts:      %llu\nlast exit:   %s (%d)\nlast op:     %llu\n",
         vm.name().c_str(), StateName(vm.state()).c_str(), vm.vcpus(),
         static_cast<unsigned long long>(vm.memory_mib()), vm.image().c_str(),
-        vm.crash_image().c_str(), vm.pid(),
+        vm.crash_image().c_str(),
+        static_cast<unsigned long long>(vm.crash_mib()), vm.pid(),
         static_cast<unsigned long long>(vm.start_count()),
         vm.last_exit_reason().c_str(), vm.last_exit_code(),
         static_cast<unsigned long long>(vm.last_op_id()));
@@ -292,6 +294,9 @@ int ImageLoad(const Global& g, const Args& a) {
   req.set_kind(a.Has("crash") ? v1::IMAGE_KIND_CRASH : v1::IMAGE_KIND_NORMAL);
   req.set_path(a.Get("path"));
   req.set_builtin(a.Get("builtin"));
+  uint64_t crash_mib;
+  if (!ParseU64(a, "crash_mib", 0, &crash_mib)) return kExitUsage;
+  req.set_crash_mib(crash_mib);
   grpc::ClientContext ctx;
   SetDeadline(g, &ctx);
   v1::Image im;
@@ -306,6 +311,10 @@ int ImageLoad(const Global& g, const Args& a) {
                 im.kind() == v1::IMAGE_KIND_CRASH ? "crash" : "normal",
                 im.source().c_str(), static_cast<unsigned long long>(im.size()),
                 im.segments(), static_cast<unsigned long long>(im.entry()));
+    if (im.kind() == v1::IMAGE_KIND_CRASH) {
+      std::printf("crash region: %llu MiB\n",
+                  static_cast<unsigned long long>(im.crash_mib()));
+    }
   }
   return 0;
 }
@@ -494,10 +503,14 @@ const std::map<std::string, std::map<std::string, Verb>>& Verbs() {
       {"image",
        {
            {"load",
-            {"image load VM (--path=/abs/file.elf | --builtin=NAME) [--crash]",
+            {"image load VM (--path=/abs/file.elf | --builtin=NAME) "
+             "[--crash --crash_mib=N]",
              "Validates an ELF image with the loader and sets it as the "
-             "VM's kernel (or crash kernel); the VM must be stopped.",
-             {"path", "builtin", "crash"},
+             "VM's kernel (or crash kernel); the VM must be stopped. A crash "
+             "kernel needs --crash_mib: its region's size in MiB (top of "
+             "RAM, at most half of it), which must hold the crash kernel and "
+             "miss the kernel.",
+             {"path", "builtin", "crash", "crash_mib"},
              1,
              ImageLoad}},
            {"unload",

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "hv/control/failpoint.h"
 
@@ -19,15 +20,23 @@ CREATE TABLE IF NOT EXISTS vms(
   image TEXT NOT NULL, crash_image TEXT NOT NULL, guest_arg INTEGER NOT NULL,
   state INTEGER NOT NULL, pid INTEGER NOT NULL, exit_code INTEGER NOT NULL,
   exit_reason TEXT NOT NULL, start_count INTEGER NOT NULL,
-  op_id INTEGER NOT NULL);
+  op_id INTEGER NOT NULL, crash_mib INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS images(
   vm TEXT NOT NULL, kind INTEGER NOT NULL, source TEXT NOT NULL,
   size INTEGER NOT NULL, segments INTEGER NOT NULL, entry INTEGER NOT NULL,
-  op_id INTEGER NOT NULL, PRIMARY KEY(vm, kind));
+  op_id INTEGER NOT NULL, crash_mib INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(vm, kind));
 CREATE TABLE IF NOT EXISTS attachments(
   vm TEXT NOT NULL, device TEXT NOT NULL, state INTEGER NOT NULL,
   op_id INTEGER NOT NULL, PRIMARY KEY(device));
 )sql";
+
+// Databases written before the crash_mib columns existed gain them (0 = no
+// crash region); "duplicate column" on a current database is expected.
+constexpr const char* kMigrations[] = {
+    "ALTER TABLE vms ADD COLUMN crash_mib INTEGER NOT NULL DEFAULT 0;",
+    "ALTER TABLE images ADD COLUMN crash_mib INTEGER NOT NULL DEFAULT 0;",
+};
 
 absl::Status SqlError(sqlite3* db, const char* what) {
   return absl::InternalError(
@@ -90,6 +99,12 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(
        {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=FULL;", kSchema}) {
     if (absl::Status s = store->Exec(sql); !s.ok()) return s;
   }
+  for (const char* sql : kMigrations) {
+    if (absl::Status s = store->Exec(sql);
+        !s.ok() && !absl::StrContains(s.message(), "duplicate column")) {
+      return s;
+    }
+  }
   return store;
 }
 
@@ -140,7 +155,7 @@ absl::Status Store::WriteVm(const v1::Vm& vm, uint64_t op) {
   Stmt st(db_,
           "INSERT OR REPLACE INTO vms(name, vcpus, memory_mib, image, "
           "crash_image, guest_arg, state, pid, exit_code, exit_reason, "
-          "start_count, op_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?);");
+          "start_count, op_id, crash_mib) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?);");
   st.Text(1, vm.name());
   st.Int(2, vm.vcpus());
   st.Int(3, static_cast<int64_t>(vm.memory_mib()));
@@ -153,6 +168,7 @@ absl::Status Store::WriteVm(const v1::Vm& vm, uint64_t op) {
   st.Text(10, vm.last_exit_reason());
   st.Int(11, static_cast<int64_t>(vm.start_count()));
   st.Int(12, static_cast<int64_t>(op));
+  st.Int(13, static_cast<int64_t>(vm.crash_mib()));
   return st.Done("write vm");
 }
 
@@ -242,7 +258,8 @@ absl::StatusOr<std::vector<v1::Vm>> Store::LoadVms() {
   MutexLock l(&mu_);
   Stmt st(db_,
           "SELECT name, vcpus, memory_mib, image, crash_image, guest_arg, "
-          "state, pid, exit_code, exit_reason, start_count, op_id FROM vms "
+          "state, pid, exit_code, exit_reason, start_count, op_id, crash_mib "
+          "FROM vms "
           "ORDER BY name;");
   if (!st.ok()) return SqlError(db_, "load vms");
   std::vector<v1::Vm> out;
@@ -260,6 +277,7 @@ absl::StatusOr<std::vector<v1::Vm>> Store::LoadVms() {
     vm.set_last_exit_reason(st.Col(9));
     vm.set_start_count(static_cast<uint64_t>(st.ColInt(10)));
     vm.set_last_op_id(static_cast<uint64_t>(st.ColInt(11)));
+    vm.set_crash_mib(static_cast<uint64_t>(st.ColInt(12)));
     out.push_back(std::move(vm));
   }
   return out;
@@ -272,7 +290,7 @@ absl::StatusOr<uint64_t> Store::PutImage(const v1::Image& image,
   if (!op.ok()) return op.status();
   Stmt st(db_,
           "INSERT OR REPLACE INTO images(vm, kind, source, size, segments, "
-          "entry, op_id) VALUES(?,?,?,?,?,?,?);");
+          "entry, op_id, crash_mib) VALUES(?,?,?,?,?,?,?,?);");
   st.Text(1, image.vm());
   st.Int(2, image.kind());
   st.Text(3, image.source());
@@ -280,6 +298,7 @@ absl::StatusOr<uint64_t> Store::PutImage(const v1::Image& image,
   st.Int(5, image.segments());
   st.Int(6, static_cast<int64_t>(image.entry()));
   st.Int(7, static_cast<int64_t>(*op));
+  st.Int(8, static_cast<int64_t>(image.crash_mib()));
   if (absl::Status s = st.Done("put image"); !s.ok()) {
     Rollback();
     return s;
@@ -316,7 +335,8 @@ absl::StatusOr<uint64_t> Store::DeleteImage(std::string_view vm_name,
 absl::StatusOr<std::vector<v1::Image>> Store::LoadImages() {
   MutexLock l(&mu_);
   Stmt st(db_,
-          "SELECT vm, kind, source, size, segments, entry, op_id FROM images "
+          "SELECT vm, kind, source, size, segments, entry, op_id, crash_mib "
+          "FROM images "
           "ORDER BY vm, kind;");
   if (!st.ok()) return SqlError(db_, "load images");
   std::vector<v1::Image> out;
@@ -329,6 +349,7 @@ absl::StatusOr<std::vector<v1::Image>> Store::LoadImages() {
     im.set_segments(static_cast<uint32_t>(st.ColInt(4)));
     im.set_entry(static_cast<uint64_t>(st.ColInt(5)));
     im.set_op_id(static_cast<uint64_t>(st.ColInt(6)));
+    im.set_crash_mib(static_cast<uint64_t>(st.ColInt(7)));
     out.push_back(std::move(im));
   }
   return out;

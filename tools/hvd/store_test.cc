@@ -49,8 +49,10 @@ TEST_F(StoreTest, RoundTripWithIncreasingOpIds) {
   im.set_kind(v1::IMAGE_KIND_CRASH);
   im.set_source("builtin:hello");
   im.set_segments(2);
+  im.set_crash_mib(16);
   v1::Vm a = Vm("a");
   a.set_crash_image("builtin:hello");
+  a.set_crash_mib(16);
   auto op3 = (*store)->PutImage(im, a);
   ASSERT_TRUE(op3.ok());
   store->reset();
@@ -63,6 +65,8 @@ TEST_F(StoreTest, RoundTripWithIncreasingOpIds) {
   ASSERT_EQ(vms->size(), 2u);
   EXPECT_EQ((*vms)[0].name(), "a");
   EXPECT_EQ((*vms)[0].crash_image(), "builtin:hello");
+  EXPECT_EQ((*vms)[0].crash_mib(), 16u);
+  EXPECT_EQ((*vms)[1].crash_mib(), 0u);
   EXPECT_EQ((*vms)[0].last_op_id(), *op3);
   EXPECT_EQ((*vms)[0].vcpus(), 2u);
   EXPECT_EQ((*vms)[0].last_exit_reason(), "poweroff");
@@ -72,6 +76,7 @@ TEST_F(StoreTest, RoundTripWithIncreasingOpIds) {
   ASSERT_EQ(images->size(), 1u);
   EXPECT_EQ((*images)[0].op_id(), *op3);
   EXPECT_EQ((*images)[0].segments(), 2u);
+  EXPECT_EQ((*images)[0].crash_mib(), 16u);
   EXPECT_EQ(*(*store)->OpCount(), 3u);
 
   // Delete takes the VM's images with it, in one op.

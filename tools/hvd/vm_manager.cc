@@ -20,10 +20,13 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "hv/control/failpoint.h"
 #include "hv/control/wire.h"
 #include "hv/guest/builtin_images.h"
+#include "hv/loader/crash_region.h"
 #include "hv/loader/elf_image.h"
+#include "hv/loader/segment.h"
 #include "hv/platform/hv_virt.h"
 #include "hv/vmm/vmm.h"
 
@@ -56,6 +59,94 @@ bool Running(v1::VmState s) {
 std::string StateName(v1::VmState s) {
   std::string n = v1::VmState_Name(s);
   return n.substr(std::strlen("VM_STATE_"));
+}
+
+// The crash region hv-vmm reserves for crash_mib (docs/kexec.md "Crash
+// region"): loader::PlaceCrashRegion over the VMM's single RAM region
+// [0, memory_mib MiB) with no offset: at most half of RAM, based at the
+// highest kCrashRegionAlign-aligned address that fits. Errors name crash_mib.
+absl::StatusOr<loader::GpaRange> CrashRegionFor(uint64_t memory_mib,
+                                                uint64_t crash_mib) {
+  if (crash_mib == 0) {
+    return absl::InvalidArgumentError(
+        "crash_mib: required with kind crash (the crash region size in MiB)");
+  }
+  if (crash_mib > memory_mib / 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("crash_mib: ", crash_mib,
+                     " MiB exceeds half of the VM's memory_mib ", memory_mib));
+  }
+  const uint64_t size = crash_mib << 20;
+  const uint64_t top = (memory_mib << 20) - size;
+  return loader::GpaRange{
+      top / loader::kCrashRegionAlign * loader::kCrashRegionAlign, size};
+}
+
+// Crash image segments must lie inside the crash region, normal image
+// segments outside it (the loader's kOutsideCrashRegion /
+// kInsideCrashRegion, docs/kexec.md). `field` prefixes the error.
+absl::Status CheckCrashLayout(absl::Span<const uint8_t> image,
+                              absl::Span<const uint8_t> crash_image,
+                              const loader::GpaRange& region,
+                              absl::string_view field) {
+  const uint64_t end = region.base + region.size;
+  auto range = [&] {
+    return absl::StrCat("the crash region [0x", absl::Hex(region.base), ", 0x",
+                        absl::Hex(end), ")");
+  };
+  absl::StatusOr<loader::Image> crash = loader::ParseElfImage(crash_image);
+  if (!crash.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": crash image: ", crash.status().message()));
+  }
+  for (size_t i = 0; i < crash->segments.size(); ++i) {
+    const loader::Segment& sg = crash->segments[i];
+    if (sg.mem < region.base || sg.mem + sg.memsz < sg.mem ||
+        sg.mem + sg.memsz > end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": crash image segment ", i, " [0x", absl::Hex(sg.mem),
+          ", +0x", absl::Hex(sg.memsz), ") is outside ", range()));
+    }
+  }
+  absl::StatusOr<loader::Image> normal = loader::ParseElfImage(image);
+  if (!normal.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": image: ", normal.status().message()));
+  }
+  for (size_t i = 0; i < normal->segments.size(); ++i) {
+    const loader::Segment& sg = normal->segments[i];
+    if (sg.mem < end && sg.mem + sg.memsz > region.base) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": image segment ", i, " [0x", absl::Hex(sg.mem),
+                       ", +0x", absl::Hex(sg.memsz), ") overlaps ", range()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A sealed memfd holding `bytes` (the VMM maps nothing it could change).
+absl::StatusOr<int> SealedMemfd(const char* name,
+                                const std::vector<uint8_t>& bytes) {
+  const int memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (memfd < 0) {
+    return absl::InternalError(
+        absl::StrCat("memfd_create: ", std::strerror(errno)));
+  }
+  size_t off = 0;
+  while (off < bytes.size()) {
+    const ssize_t w = write(memfd, bytes.data() + off, bytes.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      const int err = errno;
+      close(memfd);
+      return absl::InternalError(
+          absl::StrCat("write image memfd: ", std::strerror(err)));
+    }
+    off += static_cast<size_t>(w);
+  }
+  (void)fcntl(memfd, F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  return memfd;
 }
 
 absl::Status Errno(absl::string_view what) {
@@ -564,24 +655,45 @@ absl::StatusOr<v1::Vm> VmManager::StartVm(const std::string& name) {
         absl::StrCat("image: vm '", name,
                      "' image no longer valid: ", bytes.status().message()));
   }
+  // The crash image (LoadImage kind=crash) and its region, checked again
+  // like the image: it goes to the VMM as a second sealed memfd.
+  std::vector<uint8_t> crash_bytes;
+  if (!snapshot.crash_image().empty()) {
+    absl::StatusOr<std::vector<uint8_t>> cb =
+        ReadImage(snapshot.crash_image(), snapshot.memory_mib(), nullptr);
+    absl::Status s = cb.status();
+    if (s.ok()) {
+      absl::StatusOr<loader::GpaRange> region =
+          CrashRegionFor(snapshot.memory_mib(), snapshot.crash_mib());
+      s = region.ok() ? CheckCrashLayout(*bytes, *cb, *region, "crash_mib")
+                      : region.status();
+    }
+    if (!s.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("crash_image: vm '", name,
+                       "' crash image no longer valid: ", s.message()));
+    }
+    crash_bytes = std::move(*cb);
+  }
   if (absl::Status s = Failpoint("start.before_spawn"); !s.ok()) return s;
 
   // Every fd we create below is closed on any failure path.
-  const int memfd = memfd_create("hv-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (memfd < 0) return Errno("memfd_create");
-  auto close_memfd = [&] { close(memfd); };
-  size_t off = 0;
-  while (off < bytes->size()) {
-    const ssize_t w = write(memfd, bytes->data() + off, bytes->size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      close_memfd();
-      return Errno("write image memfd");
+  absl::StatusOr<int> image_fd = SealedMemfd("hv-image", *bytes);
+  if (!image_fd.ok()) return image_fd.status();
+  const int memfd = *image_fd;
+  int crash_memfd = -1;
+  if (!crash_bytes.empty()) {
+    absl::StatusOr<int> cfd = SealedMemfd("hv-crash-image", crash_bytes);
+    if (!cfd.ok()) {
+      close(memfd);
+      return cfd.status();
     }
-    off += static_cast<size_t>(w);
+    crash_memfd = *cfd;
   }
-  (void)fcntl(memfd, F_ADD_SEALS,
-              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  auto close_memfd = [&] {
+    close(memfd);
+    if (crash_memfd >= 0) close(crash_memfd);
+  };
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     close_memfd();
@@ -642,7 +754,12 @@ absl::StatusOr<v1::Vm> VmManager::StartVm(const std::string& name) {
   boot.mutable_boot()->set_memory_mib(snapshot.memory_mib());
   boot.mutable_boot()->set_guest_arg(snapshot.guest_arg());
   boot.mutable_boot()->set_image_name(snapshot.image());
-  const int fds[] = {memfd};
+  std::vector<int> fds = {memfd};
+  if (crash_memfd >= 0) {
+    boot.mutable_boot()->set_crash_mib(snapshot.crash_mib());
+    boot.mutable_boot()->set_crash_image_name(snapshot.crash_image());
+    fds.push_back(crash_memfd);
+  }
   absl::Status sent = SendRecord(sv[0], boot, fds);
   close_memfd();
   if (!sent.ok()) {
@@ -846,6 +963,10 @@ absl::StatusOr<v1::Image> VmManager::LoadImage(
   const v1::ImageKind kind = req.kind() == v1::IMAGE_KIND_CRASH
                                  ? v1::IMAGE_KIND_CRASH
                                  : v1::IMAGE_KIND_NORMAL;
+  if (kind == v1::IMAGE_KIND_NORMAL && req.crash_mib() != 0) {
+    return absl::InvalidArgumentError(
+        "crash_mib: only with kind crash (the crash region size)");
+  }
   const std::string source =
       req.builtin().empty() ? req.path() : kBuiltinPrefix + req.builtin();
   v1::Vm vm;
@@ -869,6 +990,32 @@ absl::StatusOr<v1::Image> VmManager::LoadImage(
   info.set_vm(req.vm());
   info.set_kind(kind);
   info.set_source(source);
+  // The crash region (chosen here, kind = crash) must hold the crash image
+  // and stay clear of the normal image: check the pair as it will boot.
+  const bool crash_kind = kind == v1::IMAGE_KIND_CRASH;
+  const uint64_t crash_mib = crash_kind ? req.crash_mib() : vm.crash_mib();
+  if (crash_kind || !vm.crash_image().empty()) {
+    absl::StatusOr<loader::GpaRange> region =
+        CrashRegionFor(vm.memory_mib(), crash_mib);
+    if (!region.ok()) return region.status();
+    absl::StatusOr<std::vector<uint8_t>> other = ReadImage(
+        crash_kind ? vm.image() : vm.crash_image(), vm.memory_mib(), nullptr);
+    if (!other.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "vm: '", req.vm(), "' ", crash_kind ? "image" : "crash image",
+          " no longer valid: ", other.status().message()));
+    }
+    // A normal image that collides with the region names its own field.
+    const std::string field =
+        crash_kind ? "crash_mib" : (req.builtin().empty() ? "path" : "builtin");
+    if (absl::Status s = crash_kind
+                             ? CheckCrashLayout(*other, *bytes, *region, field)
+                             : CheckCrashLayout(*bytes, *other, *region, field);
+        !s.ok()) {
+      return s;
+    }
+    if (crash_kind) info.set_crash_mib(crash_mib);
+  }
 
   MutexLock l(&mu_);
   auto it = vms_.find(req.vm());
@@ -882,8 +1029,16 @@ absl::StatusOr<v1::Image> VmManager::LoadImage(
                      "; images load into a stopped VM"));
   }
   v1::Vm updated = e.vm;
+  if (e.vm.memory_mib() != vm.memory_mib() ||
+      (!crash_kind && (e.vm.crash_image() != vm.crash_image() ||
+                       e.vm.crash_mib() != vm.crash_mib())) ||
+      (crash_kind && e.vm.image() != vm.image())) {
+    return absl::AbortedError(
+        absl::StrCat("vm: '", req.vm(), "' changed concurrently; retry"));
+  }
   if (kind == v1::IMAGE_KIND_CRASH) {
     updated.set_crash_image(source);
+    updated.set_crash_mib(crash_mib);
   } else {
     updated.set_image(source);
   }
@@ -922,6 +1077,7 @@ absl::StatusOr<uint64_t> VmManager::UnloadImage(
   }
   v1::Vm updated = e.vm;
   updated.clear_crash_image();
+  updated.clear_crash_mib();
   absl::StatusOr<uint64_t> op = store_->DeleteImage(req.vm(), kind, updated);
   if (!op.ok()) return op.status();
   updated.set_last_op_id(*op);
