@@ -1,8 +1,6 @@
 // crash_kexec and guest kexec end to end on KVM (docs/kexec.md): the panic
 // guest program with the kdump crash image, through the Vmm API and the
 // hv-vmm binary.
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,8 +20,7 @@
 #include "hv/guest/programs/kdump_abi.h"
 #include "hv/loader/elf_image.h"
 #include "hv/vmm/vmm.h"
-
-extern char** environ;
+#include "tests/util/run_vmm.h"
 
 namespace hv {
 namespace {
@@ -331,47 +328,8 @@ TEST_F(KexecKvmTest, LoadRacingACrashMakesTheCrashReportBusy) {
 
 // ---- hv-vmm ----
 
-struct Result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-Result RunVmm(std::vector<std::string> args) {
-  args.insert(args.begin(), "hv/vmm/hv-vmm");
-  int out_pipe[2], err_pipe[2];
-  EXPECT_EQ(pipe(out_pipe), 0);
-  EXPECT_EQ(pipe(err_pipe), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&fa, out_pipe[0]);
-  posix_spawn_file_actions_addclose(&fa, err_pipe[0]);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  Result r;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  EXPECT_EQ(rc, 0) << "cannot spawn hv-vmm";
-  if (rc != 0) return r;
-  auto drain = [](int fd, std::string* s) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0) s->append(buf, n);
-    close(fd);
-  };
-  std::thread t([&] { drain(err_pipe[0], &r.err); });
-  drain(out_pipe[0], &r.out);
-  t.join();
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::RunVmm;
+using Result = test::VmmResult;
 
 TEST_F(KexecKvmTest, HvVmmCrashImageFlags) {
   Result r = RunVmm({"--image=builtin:panic", "--vcpus=2",

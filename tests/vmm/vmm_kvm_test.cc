@@ -1,7 +1,5 @@
 // Boots the guest kit's images on real KVM through the Vmm API (both GIC
 // line delivery modes) and through the hv-vmm binary.
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,9 +18,8 @@
 #include "hv/guest/builtin_images.h"
 #include "hv/guest/programs/irq_latency.h"
 #include "hv/vmm/vmm.h"
+#include "tests/util/run_vmm.h"
 #include "tools/bench_vmm/irq_latency_driver.h"
-
-extern char** environ;
 
 namespace hv {
 namespace {
@@ -280,48 +277,8 @@ INSTANTIATE_TEST_SUITE_P(Delivery, KvmTest,
 
 // ---- the hv-vmm binary ----
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunVmm(std::vector<std::string> args) {
-  args.insert(args.begin(), "hv/vmm/hv-vmm");
-  int out_pipe[2], err_pipe[2];
-  EXPECT_EQ(pipe(out_pipe), 0);
-  EXPECT_EQ(pipe(err_pipe), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&fa, out_pipe[0]);
-  posix_spawn_file_actions_addclose(&fa, err_pipe[0]);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  Result r;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  EXPECT_EQ(rc, 0) << "cannot spawn hv-vmm";
-  if (rc != 0) return r;
-  auto drain = [](int fd, std::string* s) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof(buf))) > 0) s->append(buf, n);
-    close(fd);
-  };
-  std::thread t([&] { drain(err_pipe[0], &r.err); });
-  drain(out_pipe[0], &r.out);
-  t.join();
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using test::RunVmm;
+using Result = test::VmmResult;
 
 class HvVmmBinaryTest : public ::testing::Test {
  protected:
